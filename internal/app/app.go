@@ -1,0 +1,199 @@
+// Package app assembles the service from its configuration: store, keys,
+// the PBX write path, the HTTP handlers, and the background workers. The
+// binary (cmd/switchboard) stays thin: flags in, App out.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/api"
+	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/integration"
+	"github.com/switchboard-pbx/switchboard/internal/pbx"
+	"github.com/switchboard-pbx/switchboard/internal/secret"
+	"github.com/switchboard-pbx/switchboard/internal/sqlstore"
+	"github.com/switchboard-pbx/switchboard/internal/store"
+)
+
+// Version is set at build time with -ldflags "-X .../internal/app.Version=...".
+var Version = "dev"
+
+// App is a running Switchboard service.
+type App struct {
+	Config config.Config
+	Logger *slog.Logger
+	Store  store.Store
+	Keys   *secret.Keyring
+	PBX    *pbx.Service
+	API    *api.Server
+
+	Integration *integration.Service
+	Handler     http.Handler
+
+	closers []func() error
+}
+
+// NewLogger builds the structured logger the config asks for.
+func NewLogger(c config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// New opens the store, applies migrations, loads keys and builds the handlers.
+func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error) {
+	a := &App{Config: c, Logger: logger}
+	key, err := loadKey(c)
+	if err != nil {
+		return nil, err
+	}
+	a.Keys, err = secret.NewKeyring(key)
+	if err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(c.DB, "sqlite:") {
+		if err := os.MkdirAll(filepath.Dir(strings.TrimPrefix(c.DB, "sqlite:")), 0o700); err != nil {
+			return nil, fmt.Errorf("db: %w", err)
+		}
+	}
+	st, err := sqlstore.Open(ctx, c.DB, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	a.Store = st
+	a.closers = append(a.closers, st.Close)
+	if _, err := st.EnsurePBX(ctx, directory.PBX{ID: directory.DefaultPBX, Name: "Default PBX", MaxExtensions: c.MaxExtensions, TimeZone: c.TimeZone}); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("default PBX: %w", err)
+	}
+	// The command line sets the default PBX's licence and time zone.
+	if _, err := st.UpdatePBX(ctx, directory.DefaultPBX, func(p *directory.PBX) error {
+		p.MaxExtensions, p.TimeZone = c.MaxExtensions, c.TimeZone
+		return nil
+	}); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.PBX = &pbx.Service{Store: st, Keys: a.Keys, Logger: logger}
+	if err := a.openRegistrar(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Integration = &integration.Service{Store: st, PBX: a.PBX, Keys: a.Keys, Logger: logger, BaseURL: c.BaseURL(),
+		GraphURL: c.GraphURL, LoginURL: c.LoginURL}
+	sessKey := sha256.Sum256(append([]byte("switchboard session key\x00"), key...))
+	a.API = &api.Server{
+		Store: st, PBX: a.PBX, Keys: a.Keys, Logger: logger, AdminToken: c.AdminToken, SIPDomain: c.SIPDomain,
+		Sessions: &api.Sessions{Key: sessKey[:], Store: st}, Version: Version, Integration: a.Integration,
+	}
+	a.Handler = a.API.Handler()
+	return a, nil
+}
+
+func loadKey(c config.Config) ([]byte, error) {
+	if c.SecretKey != "" {
+		k, err := secret.ParseKey(c.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("secret-key: %w", err)
+		}
+		return k, nil
+	}
+	k, err := secret.LoadOrCreateKeyFile(filepath.Join(c.DataDir, "secret.key"))
+	if err != nil {
+		return nil, fmt.Errorf("secret-key: %w", err)
+	}
+	return k, nil
+}
+
+// BootstrapAdmin creates the first administrator when there is none and
+// returns its one-time password ("" when administrators exist already).
+func (a *App) BootstrapAdmin(ctx context.Context, username string) (string, error) {
+	n, err := a.Store.CountAdmins(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	pw := secret.RandomToken(12)
+	ad := &store.Admin{Username: username, PasswordHash: secret.HashPassword(pw), MustChange: true, CreatedAt: time.Now().UTC()}
+	if err := a.Store.CreateAdmin(ctx, ad); err != nil {
+		if errors.Is(err, store.ErrConflict) { // another instance bootstrapped at the same moment
+			return "", nil
+		}
+		return "", err
+	}
+	return pw, nil
+}
+
+// ResetAdminPassword sets a new random password for username (demo only).
+func (a *App) ResetAdminPassword(ctx context.Context, username string) (string, error) {
+	pw := secret.RandomToken(12)
+	_, err := a.Store.UpdateAdmin(ctx, a.mustAdminID(ctx, username), func(ad *store.Admin) error {
+		ad.PasswordHash = secret.HashPassword(pw)
+		return nil
+	})
+	return pw, err
+}
+
+func (a *App) mustAdminID(ctx context.Context, username string) string {
+	ad, err := a.Store.GetAdminByUsername(ctx, username)
+	if err != nil {
+		return ""
+	}
+	return ad.ID
+}
+
+// Serve runs the HTTP server until ctx ends, then shuts down gracefully,
+// finishing in-flight requests within the configured timeout.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      0, // SSE progress streams stay open
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	a.Logger.Info("shutting down", "timeout", a.Config.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), a.Config.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close releases the store and workers.
+func (a *App) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i]())
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
