@@ -2,31 +2,75 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/app"
 	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/integration"
+	"github.com/switchboard-pbx/switchboard/internal/secret"
+	"github.com/switchboard-pbx/switchboard/internal/sim"
 )
 
-// demo runs the service on embedded SQLite in a data folder with a known
-// administrator, so a newcomer can look around at once.
+// demo runs the whole product on this machine: the service on embedded
+// SQLite in a data folder, a simulated Entra tenant beside it, connected
+// and synced, and prints the portal URL and the admin login.
 func demo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg := config.Defaults()
 	cfg.DataDir = "./switchboard-demo"
 	fs := cfg.FlagSet("demo", stderr)
+	var sf simFlags
+	sfs := flag.NewFlagSet("", flag.ContinueOnError)
+	sf.bind(sfs)
+	fs.IntVar(&sf.users, "users", 300, "users in the simulated tenant")
+	fs.IntVar(&sf.groups, "groups", 20, "groups in the simulated tenant")
+	fs.Int64Var(&sf.seed, "seed", 1, "seed of the simulated tenant")
+	fs.DurationVar(&sf.latency, "latency", 0, "latency added to every simulated Graph request")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if !isSet(fs, "db") {
 		cfg.DB = "sqlite:" + filepath.Join(cfg.DataDir, "switchboard.db")
 	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	base := "http://" + ln.Addr().String()
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = base
+	}
+	simLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	simBase := "http://" + simLn.Addr().String()
+	cfg.GraphURL, cfg.LoginURL = simBase, simBase
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = "demo-" + secret.RandomToken(18)
+	}
 	logger := app.NewLogger(cfg, stderr)
+
+	sf.redirects = cfg.BaseURL() + integration.CallbackPath + "," + cfg.BaseURL() + integration.SSOCallbackPath
+	tenant, err := sim.New(sf.config(logger.With("component", "sim")))
+	if err != nil {
+		return err
+	}
+	defer tenant.Close()
+	go func() { _ = serveHandler(ctx, simLn, tenant.Handler()) }()
+
 	a, err := app.New(ctx, cfg, logger)
 	if err != nil {
 		return err
@@ -39,12 +83,49 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+
+	if err := demoConnect(ctx, a, sf, logger); err != nil {
+		return fmt.Errorf("demo: connecting to the simulated tenant: %w", err)
+	}
+	fmt.Fprintf(stdout, `Switchboard demo
+  portal:            %s/
+  login:             admin / %s
+  admin API token:   %s (Authorization: Bearer ...)
+  simulated tenant:  %s  (%d users, %d groups; tenant %s)
+  data:              %s
+Ctrl-C stops it.
+`, base, pw, demoToken(a), simBase, tenant.Users(), sf.groups, sf.tenantID, cfg.DataDir)
+	return <-served
+}
+
+func demoToken(a *app.App) string { return a.Config.AdminToken }
+
+// demoConnect connects the default PBX to the simulated tenant the way an
+// administrator would: the sim's authorize endpoint signs in at once.
+func demoConnect(ctx context.Context, a *app.App, sf simFlags, logger *slog.Logger) error {
+	if a.Integration.Connected(ctx, directory.DefaultPBX) {
+		return nil
+	}
+	u, err := a.Integration.StartConnect(ctx, directory.DefaultPBX, "demo", "demo", integration.ConnectInput{
+		ClientID: sf.clientID, TenantID: sf.tenantID, ClientSecret: sf.clientSecret}, "")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Switchboard demo\n  portal:   http://%s/\n  login:    admin / %s\n  data:     %s\n  Ctrl-C stops it.\n", ln.Addr(), pw, cfg.DataDir)
-	return a.Serve(ctx, ln)
+	c := &http.Client{Timeout: 30 * time.Second}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	res, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	if !a.Integration.Connected(ctx, directory.DefaultPBX) {
+		st, _ := a.Integration.GetStatus(ctx, directory.DefaultPBX)
+		return errors.New("not connected after sign-in: " + st.StatusReason)
+	}
+	logger.Info("demo: connected to the simulated tenant")
+	return nil
 }
 
 func isSet(fs interface{ Visit(func(*flagT)) }, name string) bool {

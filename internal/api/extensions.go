@@ -748,4 +748,3 @@ func (s *Server) putVisibility(w http.ResponseWriter, r *http.Request) {
 }
 
 func parseInt64(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }
-

@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/integration"
 	"github.com/switchboard-pbx/switchboard/internal/pbx"
 	"github.com/switchboard-pbx/switchboard/internal/secret"
+	"github.com/switchboard-pbx/switchboard/internal/session"
 	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
@@ -206,10 +207,7 @@ func (s *Server) instrument(pattern string, h http.Handler) http.Handler {
 }
 
 // Principal is who makes an admin request.
-type Principal struct {
-	Name  string // "admin-token" or the admin's username
-	PBXID string // "" = provider-wide
-}
+type Principal = session.Principal
 
 type principalKey struct{}
 
