@@ -102,8 +102,20 @@ func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error
 		Store: st, PBX: a.PBX, Keys: a.Keys, Logger: logger, AdminToken: c.AdminToken, SIPDomain: c.SIPDomain,
 		Sessions: &api.Sessions{Key: sessKey[:], Store: st}, Version: Version, Integration: a.Integration,
 	}
-	a.Handler = a.API.Handler()
+	a.Handler = a.routes()
 	return a, nil
+}
+
+// routes composes the root mux: the API mux (JSON, bearer or cookie auth)
+// stays apart from the browser-facing handlers.
+func (a *App) routes() http.Handler {
+	apiH := a.API.Handler()
+	root := http.NewServeMux()
+	root.Handle("/api/", apiH)
+	root.Handle("/healthz", apiH)
+	root.Handle("/metrics", apiH)
+	root.Handle("/", http.NotFoundHandler())
+	return root
 }
 
 func loadKey(c config.Config) ([]byte, error) {

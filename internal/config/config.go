@@ -35,6 +35,8 @@ type Config struct {
 	SIPDomain      string
 	KamailioCtl    string
 	KamailioEvents string
+	// KamailioRemoveUnknown removes subscriber rows the directory does not know at start.
+	KamailioRemoveUnknown bool
 
 	ShutdownTimeout time.Duration
 }
@@ -79,6 +81,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SIPDomain, "sip-domain", c.SIPDomain, "SIP domain (realm) of the provisioned subscribers")
 	fs.StringVar(&c.KamailioCtl, "kamailio-ctl", c.KamailioCtl, "Kamailio control socket (drops registrations of deleted extensions)")
 	fs.StringVar(&c.KamailioEvents, "kamailio-events", c.KamailioEvents, "Kamailio evapi address `host:port` streaming call events")
+	fs.BoolVar(&c.KamailioRemoveUnknown, "kamailio-remove-unknown", c.KamailioRemoveUnknown, "at start, remove subscriber rows that match no extension (otherwise they are only reported)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown waits for in-flight requests")
 	return fs
 }
