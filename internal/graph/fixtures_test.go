@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-const fixtureDir = "../../../shared/graph-fixtures"
+const fixtureDir = "../../testdata/graph-fixtures"
 
 func readFixture(t *testing.T, name string) []byte {
 	t.Helper()

@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-const fixtureDir = "../../../shared/graph-fixtures"
+const fixtureDir = "../../testdata/graph-fixtures"
 
 func loadFixture(t *testing.T, name string) any {
 	t.Helper()

@@ -11,14 +11,14 @@ import (
 )
 
 // fixtureDir holds Microsoft's documented payloads (shared with the Graph side).
-const fixtureDir = "../../../../shared/graph-fixtures"
+const fixtureDir = "../../../testdata/graph-fixtures"
 
 func readFixture(t *testing.T, name string) map[string]any {
 	t.Helper()
 	path := filepath.Join(fixtureDir, name)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("fixture %s missing (expected /work/shared/graph-fixtures next to the repo): %v", path, err)
+		t.Fatalf("fixture %s missing (testdata/graph-fixtures at the repository root): %v", path, err)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
