@@ -14,3 +14,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Kamailio's package starts a system service on install; the tests run their own.
 systemctl disable --now kamailio >/dev/null 2>&1 || service kamailio stop >/dev/null 2>&1 || true
+# The OIDC interop test (internal/sso, e2e) runs the npm oidc-provider under node.
+if command -v npm >/dev/null 2>&1 && [ ! -d internal/sso/testdata/oidc-provider/node_modules ]; then
+  npm ci --silent --no-audit --no-fund --prefix internal/sso/testdata/oidc-provider >/dev/null
+fi

@@ -16,8 +16,11 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
+	"github.com/switchboard-pbx/switchboard/internal/presence"
 	"github.com/switchboard-pbx/switchboard/internal/secret"
 	"github.com/switchboard-pbx/switchboard/internal/sim"
+	"github.com/switchboard-pbx/switchboard/internal/sso"
+	"github.com/switchboard-pbx/switchboard/internal/syncer"
 )
 
 // demo runs the whole product on this machine: the service on embedded
@@ -89,14 +92,20 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 	if err := demoConnect(ctx, a, sf, logger); err != nil {
 		return fmt.Errorf("demo: connecting to the simulated tenant: %w", err)
 	}
+	synced, err := demoSync(ctx, a)
+	if err != nil {
+		return fmt.Errorf("demo: first sync: %w", err)
+	}
 	fmt.Fprintf(stdout, `Switchboard demo
   portal:            %s/
   login:             admin / %s
   admin API token:   %s (Authorization: Bearer ...)
   simulated tenant:  %s  (%d users, %d groups; tenant %s)
+  synced:            %s
+  web client (SSO):  %s/client/
   data:              %s
 Ctrl-C stops it.
-`, base, pw, demoToken(a), simBase, tenant.Users(), sf.groups, sf.tenantID, cfg.DataDir)
+`, base, pw, demoToken(a), simBase, tenant.Users(), sf.groups, sf.tenantID, synced, base, cfg.DataDir)
 	return <-served
 }
 
@@ -126,6 +135,48 @@ func demoConnect(ctx context.Context, a *app.App, sf simFlags, logger *slog.Logg
 	}
 	logger.Info("demo: connected to the simulated tenant")
 	return nil
+}
+
+// demoSync turns on user sync for all members and guests (its first save
+// runs the initial sync), Microsoft sign-in for the clients and two-way
+// presence, and waits for the sync to finish.
+func demoSync(ctx context.Context, a *app.App) (string, error) {
+	on := true
+	if _, err := a.SSO.UpdateSettings(ctx, directory.DefaultPBX, "demo", sso.SettingsInput{Enabled: &on}); err != nil {
+		return "", err
+	}
+	twoWay := "two-way"
+	if _, err := a.Presence.PutSettings(ctx, directory.DefaultPBX, "demo", presence.SettingsInput{Enabled: &on, Direction: &twoWay}); err != nil {
+		return "", err
+	}
+	runID := ""
+	if _, saved, err := a.Syncer.UserSettings(ctx, directory.DefaultPBX); err != nil {
+		return "", err
+	} else if !saved {
+		st := syncer.DefaultUserSettings()
+		st.Enabled = true
+		st.DeleteWhen = []string{syncer.DeleteWhenDisabled, syncer.DeleteWhenDeleted}
+		if _, runID, err = a.Syncer.SaveUserSettings(ctx, directory.DefaultPBX, "demo", st); err != nil {
+			return "", err
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for runID != "" && time.Now().Before(deadline) {
+		run, err := a.Syncer.GetRun(ctx, directory.DefaultPBX, runID)
+		if err == nil && run.State != "running" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	n, err := a.Store.CountExtensions(ctx, directory.DefaultPBX)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d extensions", n), nil
 }
 
 func isSet(fs interface{ Visit(func(*flagT)) }, name string) bool {

@@ -270,6 +270,11 @@ func (s *Server) setCallState(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if s.Presence != nil {
+		if err := s.Presence.OnCallState(r.Context(), pbxID, e.ID, in.State); err != nil {
+			s.Logger.ErrorContext(r.Context(), "presence: call state", "extension", e.Number, "err", err)
+		}
+	}
 	writeJSON(w, http.StatusOK, ViewExtension(e))
 }
 

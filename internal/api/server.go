@@ -22,9 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/switchboard-pbx/switchboard/internal/contactsync"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
 	"github.com/switchboard-pbx/switchboard/internal/pbx"
+	"github.com/switchboard-pbx/switchboard/internal/presence"
+	"github.com/switchboard-pbx/switchboard/internal/schedule"
 	"github.com/switchboard-pbx/switchboard/internal/secret"
 	"github.com/switchboard-pbx/switchboard/internal/session"
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -46,6 +49,11 @@ type Server struct {
 	Version    string
 
 	Integration      *integration.Service
+	Contacts         *contactsync.Service // Outlook contacts sync (contacts.go)
+	Schedule         *schedule.Service
+	Presence         *presence.Service
+	SSO              *ssoService // client single sign-on settings (sso.go)
+	Syncer           *syncEngine // the user sync engine (sync.go)
 	StatusDecorators []StatusDecorator
 
 	mux     *http.ServeMux
@@ -98,7 +106,7 @@ func (s *Server) Routes() []string {
 
 // routes is every route: the core ones here, each feature's from its own file.
 func (s *Server) routes() []route {
-	return slices.Concat(s.coreRoutes(), s.integrationRoutes(), s.syncRoutes())
+	return slices.Concat(s.coreRoutes(), s.integrationRoutes(), s.syncRoutes(), s.ssoRoutes(), s.scheduleRoutes(), s.presenceRoutes(), s.contactsRoutes())
 }
 
 func (s *Server) coreRoutes() []route {

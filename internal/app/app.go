@@ -15,16 +15,26 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-pbx/switchboard/internal/api"
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
+	"github.com/switchboard-pbx/switchboard/internal/mail"
 	"github.com/switchboard-pbx/switchboard/internal/pbx"
+	"github.com/switchboard-pbx/switchboard/internal/portal"
+	"github.com/switchboard-pbx/switchboard/internal/presence"
+	"github.com/switchboard-pbx/switchboard/internal/schedule"
 	"github.com/switchboard-pbx/switchboard/internal/secret"
+	"github.com/switchboard-pbx/switchboard/internal/session"
 	"github.com/switchboard-pbx/switchboard/internal/sqlstore"
+	"github.com/switchboard-pbx/switchboard/internal/sso"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/syncer"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/app.Version=...".
@@ -40,7 +50,14 @@ type App struct {
 	API    *api.Server
 
 	Integration *integration.Service
+	Syncer      *syncer.Engine
+	Schedule    *schedule.Service
+	SSO         *sso.Service
+	Portal      *portal.Portal
+	Presence    *presence.Service
 	Handler     http.Handler
+
+	workers []func(ctx context.Context) error // background loops started by Serve
 
 	closers []func() error
 }
@@ -91,17 +108,42 @@ func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error
 		return nil, err
 	}
 	a.PBX = &pbx.Service{Store: st, Keys: a.Keys, Logger: logger}
+	a.Integration = &integration.Service{Store: st, PBX: a.PBX, Keys: a.Keys, Logger: logger, BaseURL: c.BaseURL(),
+		GraphURL: c.GraphURL, LoginURL: c.LoginURL}
+	a.Syncer = &syncer.Engine{Store: st, PBX: a.PBX, Graph: a.Integration, Mailer: mail.Sender{}, Logger: logger.With("component", "syncer"),
+		PortalURL: c.BaseURL() + "/"}
+	a.Schedule = &schedule.Service{Store: st, Integration: a.Integration, Runner: syncRunner{a.Syncer}, Logger: logger.With("component", "schedule"),
+		PublicURL: c.PublicURL, AllowLocalURL: isLoopbackURL(c.GraphURL)}
+	a.Integration.OnConnected = func(ctx context.Context, pbxID string) {
+		if err := a.Schedule.EnsureSubscriptions(ctx, pbxID); err != nil {
+			logger.WarnContext(ctx, "change notifications not set up; polling instead", "pbx", pbxID, "err", err)
+		}
+	}
+	a.Presence = &presence.Service{Store: st, Graph: a.Integration, Logger: logger.With("component", "presence"), BaseURL: c.BaseURL()}
 	if err := a.openRegistrar(ctx); err != nil {
 		a.Close()
 		return nil, err
 	}
-	a.Integration = &integration.Service{Store: st, PBX: a.PBX, Keys: a.Keys, Logger: logger, BaseURL: c.BaseURL(),
-		GraphURL: c.GraphURL, LoginURL: c.LoginURL}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(a.Schedule)
+	registry.MustRegister(a.Presence.Collectors()...)
+	a.SSO = &sso.Service{Store: st, Keys: a.Keys, Integration: a.Integration, PBX: a.PBX, Logger: logger.With("component", "sso"),
+		BaseURL: c.BaseURL(), LoginURL: c.LoginURL, Metrics: registry}
 	sessKey := sha256.Sum256(append([]byte("switchboard session key\x00"), key...))
+	sessions := &session.Sessions{Key: sessKey[:], Store: st}
 	a.API = &api.Server{
 		Store: st, PBX: a.PBX, Keys: a.Keys, Logger: logger, AdminToken: c.AdminToken, SIPDomain: c.SIPDomain,
-		Sessions: &api.Sessions{Key: sessKey[:], Store: st}, Version: Version, Integration: a.Integration,
+		Sessions: sessions, Version: Version, Integration: a.Integration, Registry: registry,
+		Syncer: a.Syncer, Schedule: a.Schedule, SSO: a.SSO, Presence: a.Presence,
+		StatusDecorators: []api.StatusDecorator{api.ScheduleStatusDecorator(a.Schedule)},
 	}
+	a.Portal, err = portal.New(portal.Config{Sessions: sessions, Store: st, Logger: logger.With("component", "portal"),
+		Secure: strings.HasPrefix(c.BaseURL(), "https://")})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.workers = append(a.workers, a.Schedule.Run, a.Presence.Run)
 	a.Handler = a.routes()
 	return a, nil
 }
@@ -114,7 +156,10 @@ func (a *App) routes() http.Handler {
 	root.Handle("/api/", apiH)
 	root.Handle("/healthz", apiH)
 	root.Handle("/metrics", apiH)
-	root.Handle("/", http.NotFoundHandler())
+	root.Handle("/client/", a.SSO.Handler())
+	root.Handle("/webhooks/", a.Schedule.Handler())
+	root.Handle(presence.WebhookPath, a.Presence.Webhook())
+	root.Handle("/", a.Portal.Handler())
 	return root
 }
 
@@ -181,6 +226,20 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(a.Logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	var workers sync.WaitGroup
+	for _, w := range a.workers {
+		workers.Go(func() {
+			if err := w(wctx); err != nil {
+				a.Logger.Error("background worker stopped", "err", err)
+			}
+		})
+	}
+	defer func() {
+		stopWorkers()
+		a.Syncer.Wait() // a running sync finishes its current step
+		workers.Wait()
+	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

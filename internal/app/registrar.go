@@ -93,5 +93,9 @@ func (a *App) applyCallEvent(ctx context.Context, ev sip.CallEvent) {
 		return nil
 	}); err != nil {
 		a.Logger.Error("call event: updating call state", "extension", ev.Extension, "err", err)
+		return
+	}
+	if err := a.Presence.OnCallState(ctx, directory.DefaultPBX, e.ID, directory.CallState(ev.State)); err != nil {
+		a.Logger.Error("call event: presence", "extension", ev.Extension, "err", err)
 	}
 }

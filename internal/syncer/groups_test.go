@@ -1,0 +1,231 @@
+package syncer_test
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/syncer"
+)
+
+func (b *bundle) groups() map[string]directory.Group {
+	b.t.Helper()
+	gs, err := b.store.ListGroups(b.t.Context(), "default")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	out := map[string]directory.Group{}
+	for _, g := range gs {
+		key := g.EntraID
+		if key == "" {
+			key = "local:" + g.Name
+		}
+		out[key] = g
+	}
+	return out
+}
+
+func (b *bundle) saveGroups(g syncer.GroupSettings) {
+	b.t.Helper()
+	if _, err := b.eng.SaveGroupSettings(b.t.Context(), "default", "test", g); err != nil {
+		b.t.Fatalf("SaveGroupSettings: %v", err)
+	}
+	b.eng.Wait()
+}
+
+func (b *bundle) members(g directory.Group) []string {
+	var out []string
+	exts := b.extensions()
+	for _, id := range g.Members {
+		for _, e := range exts {
+			if e.ID == id {
+				out = append(out, e.Email)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestGroupSync(t *testing.T) {
+	for _, autoDelete := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deleteOutOfRange=%t", autoDelete), func(t *testing.T) {
+			backends(t, func(t *testing.T, db func(testing.TB) string) {
+				b := newBundle(t, opts{users: 1, db: db(t)})
+				u := b.people("gm", 5, nil)
+				inner := b.group("Inner", u[3])
+				g1 := b.group("Sales", u[0], u[1])
+				g2 := b.group("Support", u[2], inner)
+				b.save(defaults())
+				if err := b.store.CreateGroup(t.Context(), "default", &directory.Group{Name: "Local Team", Source: directory.SourceLocal, Members: []string{}}); err != nil {
+					t.Fatal(err)
+				}
+				gs := syncer.DefaultGroupSettings()
+				gs.Enabled, gs.Range, gs.GroupIDs, gs.DeleteOutOfRange = true, syncer.RangeGroups, []string{g1, g2}, autoDelete
+				b.saveGroups(gs)
+				got := b.groups()
+				if len(got) != 3 || got[g1].Name != "Sales" || got[g1].EntraID != g1 {
+					t.Fatalf("groups: %+v", got)
+				}
+				if m := b.members(got[g1]); !slices.Equal(m, []string{"gm1@contoso.com", "gm2@contoso.com"}) {
+					t.Fatalf("Sales members %v", m)
+				}
+				if m := b.members(got[g2]); !slices.Equal(m, []string{"gm3@contoso.com"}) {
+					t.Fatalf("Support direct members %v", m)
+				}
+				if directory.CheckManualGroupEdit(ptr(got[g1])) == nil || directory.CheckManualGroupDelete(ptr(got[g1])) == nil {
+					t.Fatal("a synced group is not locked")
+				}
+				// Transitive members.
+				gs.GroupMembers = syncer.MembersTransitive
+				b.saveGroups(gs)
+				b.mustSucceed(b.run(syncer.RunOptions{}))
+				if m := b.members(b.groups()[g2]); !slices.Equal(m, []string{"gm3@contoso.com", "gm4@contoso.com"}) {
+					t.Fatalf("Support transitive members %v", m)
+				}
+				// Rename, member added and removed in Entra.
+				b.graphDo(http.MethodPatch, "/groups/"+g1, map[string]any{"displayName": "Sales EMEA"})
+				b.graphDo(http.MethodPost, "/groups/"+g1+"/members/$ref", map[string]any{"@odata.id": b.srv.URL + "/v1.0/directoryObjects/" + u[4]})
+				b.graphDo(http.MethodDelete, "/groups/"+g1+"/members/"+u[0]+"/$ref", nil)
+				r := b.mustSucceed(b.run(syncer.RunOptions{}))
+				if r.GroupsUpdated != 1 {
+					t.Fatalf("groups updated %d", r.GroupsUpdated)
+				}
+				s := b.groups()[g1]
+				if s.Name != "Sales EMEA" || !slices.Equal(b.members(s), []string{"gm2@contoso.com", "gm5@contoso.com"}) {
+					t.Fatalf("after rename and member changes: %s %v", s.Name, b.members(s))
+				}
+				// Dry run shows group steps without writing.
+				b.graphDo(http.MethodDelete, "/groups/"+g2, nil)
+				d := b.run(syncer.RunOptions{DryRun: true})
+				if d.State != syncer.StateDryRun || d.GroupsDeleted+d.GroupsReleased != 1 || len(b.groups()) != 3 {
+					t.Fatalf("dry run: %+v", d)
+				}
+				// Deleted in Entra: removed or released by the same setting.
+				r = b.mustSucceed(b.run(syncer.RunOptions{}))
+				x, ok := b.groups()[g2]
+				if autoDelete {
+					if ok || r.GroupsDeleted != 1 {
+						t.Fatalf("deleted group kept: %+v", x)
+					}
+				} else if _, kept := b.groups()["local:Support"]; !kept || r.GroupsReleased != 1 {
+					t.Fatalf("deleted group not released: %+v", b.groups())
+				}
+				// Range change: Sales leaves the range.
+				gs.GroupIDs = []string{inner}
+				b.saveGroups(gs)
+				r = b.mustSucceed(b.run(syncer.RunOptions{}))
+				got = b.groups()
+				if _, ok := got[g1]; ok {
+					t.Fatal("Sales still synced after leaving the range")
+				}
+				if _, ok := got["local:Sales EMEA"]; ok == autoDelete {
+					t.Fatalf("range change with auto-delete %t: %+v", autoDelete, got)
+				}
+				if got[inner].Name != "Inner" {
+					t.Fatalf("Inner not synced: %+v", got)
+				}
+			})
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestGroupSyncCapAndTypes(t *testing.T) {
+	backends(t, func(t *testing.T, db func(testing.TB) string) {
+		b := newBundle(t, opts{users: 30, groups: 80, db: db(t)})
+		b.save(defaults())
+		for i := range 5 {
+			if err := b.store.CreateGroup(t.Context(), "default", &directory.Group{Name: fmt.Sprintf("Local %d", i), Source: directory.SourceLocal, Members: []string{}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gs := syncer.DefaultGroupSettings()
+		gs.Enabled = true
+		b.saveGroups(gs)
+		runs, _ := b.eng.ListRuns(t.Context(), "default")
+		r := must(b.eng.GetRun(t.Context(), "default", runs[0].ID))
+		all := b.groups()
+		synced := 0
+		for _, g := range all {
+			if g.Synced() {
+				synced++
+			}
+		}
+		if len(all) != directory.MaxGroups || synced != 58 {
+			t.Fatalf("%d groups, %d synced", len(all), synced)
+		}
+		capped := 0
+		for _, s := range r.Skipped {
+			if strings.Contains(s.Reason, "at most 63") {
+				capped++
+			}
+		}
+		if capped != 22 {
+			t.Fatalf("%d groups reported over the cap, want 22", capped)
+		}
+		// Stable: the next run keeps the same groups.
+		r2 := b.mustSucceed(b.run(syncer.RunOptions{}))
+		if r2.GroupsCreated+r2.GroupsDeleted+r2.GroupsReleased != 0 {
+			t.Fatalf("second run churned groups: %+v", r2)
+		}
+		// Range by type: Microsoft 365 groups only.
+		gs.Range, gs.GroupTypes, gs.DeleteOutOfRange = syncer.RangeType, []string{"microsoft365"}, true
+		b.saveGroups(gs)
+		b.mustSucceed(b.run(syncer.RunOptions{}))
+		for _, g := range b.groups() {
+			if g.Synced() && (strings.HasSuffix(g.Name, "Security") || strings.HasSuffix(g.Name, " DL")) {
+				t.Fatalf("group %q synced under range microsoft365", g.Name)
+			}
+		}
+	})
+}
+
+func TestGroupSyncPause(t *testing.T) {
+	for _, del := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deleteGroups=%t", del), func(t *testing.T) {
+			backends(t, func(t *testing.T, db func(testing.TB) string) {
+				b := newBundle(t, opts{users: 1, db: db(t)})
+				u := b.people("gp", 2, nil)
+				g := b.group("Pausers", u...)
+				b.save(defaults())
+				gs := syncer.DefaultGroupSettings()
+				gs.Enabled, gs.Range, gs.GroupIDs = true, syncer.RangeGroups, []string{g}
+				b.saveGroups(gs)
+				if _, err := b.eng.PauseGroups(t.Context(), "default", "test", del); err != nil {
+					t.Fatal(err)
+				}
+				x, ok := b.groups()[g]
+				if ok == del {
+					t.Fatalf("after pause (delete %t): present %t", del, ok)
+				}
+				if !del && x.Source != directory.SourceEntra {
+					t.Fatal("kept group is not locked")
+				}
+				got, paused, _ := b.eng.GroupSettings(t.Context(), "default")
+				if !paused || got.Range != syncer.RangeGroups {
+					t.Fatalf("paused %t %+v", paused, got)
+				}
+				gs2 := gs
+				gs2.Enabled, gs2.DeleteOutOfRange = false, true
+				if _, err := b.eng.SaveGroupSettings(t.Context(), "default", "test", gs2); !errorsIsLocked(err) {
+					t.Fatalf("change while paused: %v", err)
+				}
+				// User sync goes on; the groups do not change while paused.
+				b.graphDo(http.MethodPatch, "/groups/"+g, map[string]any{"displayName": "Renamed"})
+				b.mustSucceed(b.run(syncer.RunOptions{}))
+				if y, ok := b.groups()[g]; ok && y.Name != "Pausers" {
+					t.Fatal("a paused group sync renamed the group")
+				}
+				b.saveGroups(gs) // resume
+				if y := b.groups()[g]; y.Name != "Renamed" {
+					t.Fatalf("after resume: %+v", b.groups())
+				}
+			})
+		})
+	}
+}
