@@ -143,6 +143,7 @@ func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error
 		a.Close()
 		return nil, err
 	}
+	a.API.StatusDecorators = append(a.API.StatusDecorators, a.API.SyncStatus())
 	a.workers = append(a.workers, a.Schedule.Run, a.Presence.Run)
 	a.Handler = a.routes()
 	return a, nil

@@ -182,6 +182,9 @@ var (
 	ErrCapacity = errors.New("extension capacity reached")
 	// ErrGroupLimit: the PBX already holds MaxGroups extension groups.
 	ErrGroupLimit = errors.New("extension group limit reached")
+	// ErrNotConnected: the PBX's Microsoft Entra ID integration is not
+	// connected (or is disabled), so nothing can be read from the tenant.
+	ErrNotConnected = errors.New("the Microsoft Entra ID integration is not connected")
 )
 
 // LockedError explains why a change to a synced record is refused.

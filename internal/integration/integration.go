@@ -56,7 +56,7 @@ const pendingTTL = 15 * time.Minute
 // Errors.
 var (
 	// ErrNotConnected: the PBX has no working integration (not connected or disabled).
-	ErrNotConnected = errors.New("the Microsoft Entra ID integration is not connected")
+	ErrNotConnected = directory.ErrNotConnected
 	// ErrDisabled: the integration is disabled; its configuration is locked.
 	ErrDisabled = errors.New("the Microsoft Entra ID integration is disabled")
 	// ErrBadState: the callback's state is unknown, used, expired or bound elsewhere.

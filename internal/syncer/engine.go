@@ -12,12 +12,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/graph"
 	"github.com/switchboard-pbx/switchboard/internal/mail"
 	"github.com/switchboard-pbx/switchboard/internal/pbx"
@@ -33,7 +33,7 @@ type GraphSource interface {
 }
 
 // ErrNotConnected: the PBX has no connected (and enabled) Entra integration.
-var ErrNotConnected = errors.New("the Microsoft Entra ID integration is not connected")
+var ErrNotConnected = directory.ErrNotConnected
 
 // Mailer sends email (mail.Sender implements it).
 type Mailer interface {
