@@ -112,6 +112,7 @@ func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error
 		GraphURL: c.GraphURL, LoginURL: c.LoginURL}
 	a.Syncer = &syncer.Engine{Store: st, PBX: a.PBX, Graph: a.Integration, Mailer: mail.Sender{}, Logger: logger.With("component", "syncer"),
 		PortalURL: c.BaseURL() + "/"}
+	a.Syncer.Finished = a.syncFinished
 	a.Schedule = &schedule.Service{Store: st, Integration: a.Integration, Runner: syncRunner{a.Syncer}, Logger: logger.With("component", "schedule"),
 		PublicURL: c.PublicURL, AllowLocalURL: isLoopbackURL(c.GraphURL)}
 	a.Integration.OnConnected = func(ctx context.Context, pbxID string) {
@@ -231,7 +232,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	var workers sync.WaitGroup
 	for _, w := range a.workers {
 		workers.Go(func() {
-			if err := w(wctx); err != nil {
+			// A worker that returns its context's error on shutdown has not failed.
+			if err := w(wctx); err != nil && (wctx.Err() == nil || !errors.Is(err, wctx.Err())) {
 				a.Logger.Error("background worker stopped", "err", err)
 			}
 		})

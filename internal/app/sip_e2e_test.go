@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,6 +171,7 @@ func testSIPRegistrar(t *testing.T, kdb *siptest.DB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() }) // Serve closes it too; this covers an early failure
 	base := "http://" + ln.Addr().String()
 
 	var tenant *sim.Tenant
@@ -199,28 +201,45 @@ func testSIPRegistrar(t *testing.T, kdb *siptest.DB) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	var a *app.App
-	step(t, "app.New (migrations, kamailio reconcile)", func() {
-		a, err = app.New(ctx, cfg, logger)
+	// startApp runs the service on addr (ln the first time); stop shuts it down (also on
+	// cleanup, which runs before Kamailio stops and the databases go).
+	addr := ln.Addr().String()
+	startApp := func(ln net.Listener) (*app.App, func()) {
+		t.Helper()
+		a, err := app.New(ctx, cfg, logger)
 		if err != nil {
 			t.Fatal(err)
 		}
-	})
-	serveCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(serveCtx, ln) }()
-	t.Cleanup(func() { // LIFO: runs before Kamailio stops and the databases go
-		stop()
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
+		if ln == nil {
+			if ln, err = net.Listen("tcp", addr); err != nil {
+				a.Close()
+				t.Fatal(err)
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return 10 s after cancel")
 		}
-		a.Close()
-	})
+		serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		served := make(chan error, 1)
+		go func() { served <- a.Serve(serveCtx, ln) }()
+		var once sync.Once
+		stop := func() {
+			once.Do(func() {
+				cancel()
+				select {
+				case err := <-served:
+					if err != nil {
+						t.Errorf("Serve: %v", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Error("Serve did not return 10 s after cancel")
+				}
+				a.Close()
+			})
+		}
+		t.Cleanup(stop)
+		return a, stop
+	}
+	var a *app.App
+	var stopApp func()
+	step(t, "app.New (migrations, kamailio reconcile), Serve", func() { a, stopApp = startApp(ln) })
 	api := e2eClient{t: t, base: base, http: &http.Client{Timeout: 40 * time.Second}}
 
 	step(t, "connect the integration to the sim", func() {
@@ -374,6 +393,52 @@ func testSIPRegistrar(t *testing.T, kdb *siptest.DB) {
 		}
 		if code := k.Register(t, fresh.Username, fresh.Password); code != 200 {
 			t.Fatalf("REGISTER %s with the new secret = %d, want 200", fresh.Username, code)
+		}
+	})
+
+	step(t, "local extension: create, REGISTER -> 200, delete -> refused", func() {
+		var local extView
+		api.must(201, "POST", "/api/v1/extensions", map[string]any{"number": "2001", "firstName": "Lobby", "lastName": "Phone"}, &local)
+		var c sipCreds
+		api.must(200, "GET", "/api/v1/extensions/"+local.ID+"/sip-credentials", nil, &c)
+		if code := k.Register(t, c.Username, c.Password); code != 200 {
+			t.Fatalf("REGISTER local %s = %d, want 200", c.Username, code)
+		}
+		if code := api.do("DELETE", "/api/v1/extensions/"+local.ID, nil, nil); code != http.StatusNoContent && code != http.StatusOK {
+			t.Fatalf("DELETE local extension = %d", code)
+		}
+		if got := k.Contacts(t, c.Username); len(got) != 0 {
+			t.Fatalf("deleted local %s keeps bindings %q", c.Username, got)
+		}
+		if code := k.Register(t, c.Username, c.Password); !refused(code) {
+			t.Fatalf("REGISTER deleted local %s = %d, want 401/403/404", c.Username, code)
+		}
+	})
+
+	step(t, "restart: reconcile restores a row removed behind its back", func() {
+		var c sipCreds
+		api.must(200, "GET", "/api/v1/extensions/"+rotated.ID+"/sip-credentials", nil, &c)
+		stopApp()
+		if _, err := kdb.Raw.ExecContext(ctx, `DELETE FROM subscriber WHERE username = $1`, c.Username); err != nil {
+			t.Fatal(err)
+		}
+		if code := k.Register(t, c.Username, c.Password); !refused(code) {
+			t.Fatalf("REGISTER %s without its row = %d, want refused", c.Username, code)
+		}
+		a, stopApp = startApp(nil)
+		if code := k.Register(t, c.Username, c.Password); code != 200 {
+			t.Fatalf("REGISTER %s after the restart = %d, want 200 (row reconciled)", c.Username, code)
+		}
+		var n int
+		if err := kdb.Raw.QueryRowContext(ctx, `SELECT count(*) FROM subscriber WHERE domain = $1`, siptest.Domain).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		var total struct {
+			Items []extView `json:"items"`
+		}
+		api.must(200, "GET", "/api/v1/extensions?limit=1000", nil, &total)
+		if n != len(total.Items) {
+			t.Fatalf("subscriber rows %d, extensions %d: the table does not match the directory", n, len(total.Items))
 		}
 	})
 }

@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
 
+	"github.com/switchboard-pbx/switchboard/internal/graph"
 	"github.com/switchboard-pbx/switchboard/internal/syncer"
 )
 
@@ -29,4 +31,18 @@ func isLoopbackURL(u string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// syncFinished runs after each sync: an identity-platform refusal (expired
+// or wrong secret, consent withdrawn, tenant gone) puts the integration in
+// the error state with what to do; a successful run clears it.
+func (a *App) syncFinished(ctx context.Context, pbx string, run *syncer.Run, err error) {
+	var ae *graph.AuthError
+	var ge *graph.Error
+	switch {
+	case err != nil && (errors.As(err, &ae) || errors.As(err, &ge) && (ge.Status == 401 || ge.Status == 403)):
+		a.Integration.ReportFailure(ctx, pbx, err)
+	case err == nil && run.State == syncer.StateSucceeded:
+		a.Integration.Clear(ctx, pbx)
+	}
 }

@@ -65,6 +65,10 @@ type Engine struct {
 	// BeforeApplyBatch, when set, is called before each apply transaction
 	// (tests use it to stop a process mid-apply).
 	BeforeApplyBatch func(run *Run, batch int)
+	// Finished, when set, is called after every real (not dry) run with the
+	// error that failed it, if any: the service records an integration error
+	// state (expired secret, consent withdrawn) or starts follow-up work.
+	Finished func(ctx context.Context, pbx string, run *Run, err error)
 
 	mu       sync.Mutex
 	inflight map[string]*inflight

@@ -25,6 +25,12 @@ func (e *Engine) execute(ctx context.Context, pbx string, opt RunOptions, fl *in
 	w := run.clone()
 	w.Confirms = opt.confirms
 	log := e.logger().With("pbx", pbx, "run", w.ID, "trigger", w.Trigger)
+	var syncErr error
+	defer func() {
+		if e.Finished != nil && !w.DryRun {
+			e.Finished(context.WithoutCancel(ctx), pbx, w.clone(), syncErr)
+		}
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			w.State, w.Error = StateFailed, fmt.Sprintf("internal error: %v", p)
@@ -51,6 +57,7 @@ func (e *Engine) execute(ctx context.Context, pbx string, opt RunOptions, fl *in
 		}
 	}
 	if err := e.sync(ctx, pbx, opt, fl, w); err != nil {
+		syncErr = err
 		w.State = StateFailed
 		w.Error = err.Error()
 		w.ErrorCode = errorCode(err)

@@ -208,14 +208,19 @@
     const count = box.querySelector('[data-picker-count]');
     p.updateCount = () => { count.textContent = p.selected.size + ' selected'; };
     p.select = (ids) => { p.selected = new Set(ids || []); p.updateCount(); list.querySelectorAll('input[type=checkbox]').forEach((cb) => { cb.checked = p.selected.has(cb.value); }); };
+    let loads = 0; // the newest load wins; the list is busy until it lands
     p.load = async (append) => {
       p.loadedOnce = true;
+      const mine = ++loads;
       const q = new URLSearchParams();
       if (p.search) q.set('search', p.search);
       if (append && p.cursor) q.set('cursor', p.cursor);
       more.disabled = true;
+      box.setAttribute('aria-busy', 'true');
       const r = await SB.api('GET', url + '?' + q.toString());
+      if (mine !== loads) return;
       more.disabled = false;
+      box.removeAttribute('aria-busy');
       if (!r.ok) { count.textContent = SB.errorOf(r).message; return; }
       if (!append) list.replaceChildren();
       for (const it of r.data.items || []) {

@@ -37,7 +37,7 @@
       if (!r.ok) { SB.toast(SB.errorOf(r).message, true); return; }
       SB.toast(done(r.data));
       await load(); // the saved list changed (unbind drops the user)
-      picker.load(false);
+      await picker.load(false);
     };
     const path = '/api/v1/integration/user-sync/users/' + encodeURIComponent(it.id);
     if (it.extensionNumber) {
