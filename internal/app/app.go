@@ -22,6 +22,7 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/api"
 	"github.com/switchboard-pbx/switchboard/internal/config"
+	"github.com/switchboard-pbx/switchboard/internal/contactsync"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
 	"github.com/switchboard-pbx/switchboard/internal/mail"
@@ -55,11 +56,13 @@ type App struct {
 	SSO         *sso.Service
 	Portal      *portal.Portal
 	Presence    *presence.Service
+	Contacts    *contactsync.Service
 	Handler     http.Handler
 
 	workers []func(ctx context.Context) error // background loops started by Serve
 
 	closers []func() error
+	bg      sync.WaitGroup // follow-up work started by callbacks (contacts after a user sync)
 }
 
 // NewLogger builds the structured logger the config asks for.
@@ -115,9 +118,18 @@ func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error
 	a.Syncer.Finished = a.syncFinished
 	a.Schedule = &schedule.Service{Store: st, Integration: a.Integration, Runner: syncRunner{a.Syncer}, Logger: logger.With("component", "schedule"),
 		PublicURL: c.PublicURL, AllowLocalURL: isLoopbackURL(c.GraphURL)}
+	a.Contacts = &contactsync.Service{Store: st, Graph: a.Integration, Logger: logger.With("component", "contacts")}
 	a.Integration.OnConnected = func(ctx context.Context, pbxID string) {
 		if err := a.Schedule.EnsureSubscriptions(ctx, pbxID); err != nil {
 			logger.WarnContext(ctx, "change notifications not set up; polling instead", "pbx", pbxID, "err", err)
+		}
+	}
+	a.Integration.OnDisconnecting = func(ctx context.Context, pbxID string) {
+		if err := a.Schedule.Unsubscribe(ctx, pbxID); err != nil {
+			logger.WarnContext(ctx, "removing change-notification subscriptions", "pbx", pbxID, "err", err)
+		}
+		if err := a.Contacts.Disconnected(ctx, pbxID); err != nil {
+			logger.WarnContext(ctx, "removing synced contacts", "pbx", pbxID, "err", err)
 		}
 	}
 	a.Presence = &presence.Service{Store: st, Graph: a.Integration, Logger: logger.With("component", "presence"), BaseURL: c.BaseURL()}
@@ -135,7 +147,7 @@ func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error
 	a.API = &api.Server{
 		Store: st, PBX: a.PBX, Keys: a.Keys, Logger: logger, AdminToken: c.AdminToken, SIPDomain: c.SIPDomain,
 		Sessions: sessions, Version: Version, Integration: a.Integration, Registry: registry,
-		Syncer: a.Syncer, Schedule: a.Schedule, SSO: a.SSO, Presence: a.Presence,
+		Syncer: a.Syncer, Schedule: a.Schedule, SSO: a.SSO, Presence: a.Presence, Contacts: a.Contacts,
 		StatusDecorators: []api.StatusDecorator{api.ScheduleStatusDecorator(a.Schedule)},
 	}
 	a.Portal, err = portal.New(portal.Config{Sessions: sessions, Store: st, Logger: logger.With("component", "portal"),
@@ -242,6 +254,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		stopWorkers()
 		a.Syncer.Wait() // a running sync finishes its current step
 		workers.Wait()
+		a.bg.Wait()
 	}()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -44,5 +44,11 @@ func (a *App) syncFinished(ctx context.Context, pbx string, run *syncer.Run, err
 		a.Integration.ReportFailure(ctx, pbx, err)
 	case err == nil && run.State == syncer.StateSucceeded:
 		a.Integration.Clear(ctx, pbx)
+		// Personal contacts follow the synced users (a no-op when off).
+		a.bg.Go(func() {
+			if _, err := a.Contacts.AfterUserSync(ctx, pbx); err != nil {
+				a.Logger.WarnContext(ctx, "contacts sync after user sync", "pbx", pbx, "err", err)
+			}
+		})
 	}
 }

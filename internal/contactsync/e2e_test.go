@@ -94,13 +94,21 @@ type blocker struct {
 
 func (b *blocker) breakBox(id string, on bool) {
 	b.mu.Lock()
-	b.broken[id] = on
+	if on {
+		b.broken[id] = true
+	} else {
+		delete(b.broken, id)
+	}
 	b.mu.Unlock()
 }
 
 func (b *blocker) block(id string, on bool) {
 	b.mu.Lock()
-	b.blocked[id] = on
+	if on {
+		b.blocked[id] = true
+	} else {
+		delete(b.blocked, id)
+	}
 	b.mu.Unlock()
 }
 
@@ -124,6 +132,13 @@ func (b *blocker) refusal(path string) (int, string) {
 }
 
 func (b *blocker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	idle := len(b.blocked) == 0 && len(b.broken) == 0
+	b.mu.Unlock()
+	if idle {
+		b.next.ServeHTTP(w, r)
+		return
+	}
 	if r.URL.Path == "/v1.0/$batch" {
 		b.batch(w, r)
 		return
@@ -662,10 +677,26 @@ func TestPersonalRanges(t *testing.T) {
 	if code, out := e.api("PUT", "/api/v1/integration/contacts-sync", got); code != 200 {
 		t.Fatalf("round trip: %d %v", code, out)
 	}
-	// Not connected: the run is refused with the reason.
+	// Disconnecting removes what the contacts sync wrote (the lead's hook).
+	e.put(map[string]any{"personal": map[string]any{"enabled": true}, "sharedMailboxes": map[string]any{"enabled": true, "phonebook": "All"}})
+	if r := e.run(); r.Created == 0 || len(phonebooks(e)) != 1 {
+		t.Fatalf("before disconnect: %+v", r)
+	}
 	if code, out := e.api("POST", "/api/v1/integration/disconnect", map[string]any{}); code != 200 {
 		t.Fatalf("disconnect: %d %v", code, out)
 	}
+	if err := e.cs.Disconnected(t.Context(), directory.DefaultPBX); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range e.synced {
+		if n := len(e.personal(u.ID)); n != 0 {
+			t.Fatalf("after disconnect %s keeps %d synced contacts", u.ID, n)
+		}
+	}
+	if len(phonebooks(e)) != 0 || len(e.statesOf(t)) != 0 {
+		t.Fatalf("after disconnect: phonebooks %v", phonebooks(e))
+	}
+	// Not connected: the run is refused with the reason.
 	e.put(map[string]any{"personal": map[string]any{"enabled": true}})
 	code, out = e.api("POST", "/api/v1/integration/contacts-sync/run", nil)
 	if errb, _ := out["error"].(map[string]any); code != 409 || errb["code"] != "not_connected" {

@@ -303,6 +303,14 @@ func (s *Service) run(ctx context.Context, pbx string, rep *Report) error {
 		return err
 	}
 
+	// The first mailbox is read alone: it tells which client reads, and so
+	// which client the $batch prefetches of the others use.
+	if i := slices.IndexFunc(jobs, func(j job) bool { return len(j.mailboxes) == 1 }); i >= 0 {
+		if err := r.syncOwner(ctx, jobs[i], nil); err != nil {
+			return err
+		}
+		jobs = slices.Delete(slices.Clone(jobs), i, i+1)
+	}
 	workers := cmp.Or(s.Workers, 8)
 	chunks := chunkJobs(jobs)
 	ch := make(chan []job)
@@ -1084,11 +1092,22 @@ func (r *run) prefetch(ctx context.Context, chunk []job) map[string]*prefetch {
 	if r.s.DisableBatch || len(chunk) < 2 || len(chunk[0].mailboxes) != 1 {
 		return nil
 	}
-	cls := r.clients()
-	if len(cls) == 0 {
+	// The delegated client goes first in readMailbox, but a batch is sent
+	// with it only once it has read a mailbox in this run: until then the
+	// app client (when it may read) prefetches, so that a delegated token
+	// without the *.Shared scopes does not cost a refused batch per chunk.
+	var c *graph.Client
+	switch {
+	case r.del != nil && r.delRead.Load() > 0:
+		c = r.del
+	case r.appRead:
+		c = r.app
+	default:
+		c = r.del
+	}
+	if c == nil {
 		return nil
 	}
-	c := cls[0]
 	var reqs []graph.BatchRequest
 	var boxes []string
 	prefer := map[string]string{"Prefer": fmt.Sprintf(`odata.maxpagesize=%d, IdType="ImmutableId"`, r.pageSize())}
@@ -1229,3 +1248,48 @@ func subject(gc graph.Contact) string {
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// Disconnected removes what the contacts sync wrote, for an integration that
+// is being disconnected: the synced personal contacts and the synced
+// phonebooks (with their visibility grants), the folder states, the last
+// report and the settings. They are copies of Outlook data that nothing
+// would keep up to date any more. The lead calls it from the disconnect path
+// (before or after the extensions are released: extension ids stay).
+func (s *Service) Disconnected(ctx context.Context, pbx string) error {
+	states, err := s.Store.ListSettings(ctx, pbx, DeltaPrefix)
+	if err != nil {
+		return err
+	}
+	done := map[string]bool{}
+	for _, raw := range states {
+		var st folderState
+		if json.Unmarshal(raw, &st) != nil || done[st.Owner] {
+			continue
+		}
+		done[st.Owner] = true
+		if ext, ok := strings.CutPrefix(st.Owner, "extension:"); ok {
+			if err := s.Store.ReplaceSyncedContacts(ctx, pbx, store.ContactOwner{ExtensionID: ext}, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	pbs, err := s.Store.ListPhonebooks(ctx, pbx)
+	if err != nil {
+		return err
+	}
+	for _, p := range pbs {
+		if p.Synced() {
+			if err := s.Store.DeletePhonebook(ctx, pbx, p.ID, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	keys := append(slices.Collect(maps.Keys(states)), SettingsKey, LastRunKey)
+	for _, k := range keys {
+		if err := s.Store.UpdateSetting(ctx, pbx, k, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
+			return err
+		}
+	}
+	s.audit(ctx, pbx, "contacts-sync", "contacts-sync.removed", fmt.Sprintf("%d folder states, %d owners", len(states), len(done)))
+	return nil
+}

@@ -146,6 +146,9 @@ type Service struct {
 	Now        func() time.Time
 	// OnConnected runs after a successful connect (e.g. initial data load).
 	OnConnected func(ctx context.Context, pbx string)
+	// OnDisconnecting runs at the start of a disconnect, while the
+	// credentials still work (remove subscriptions, synced contacts).
+	OnDisconnecting func(ctx context.Context, pbx string)
 }
 
 func (s *Service) now() time.Time {
@@ -628,6 +631,9 @@ func (s *Service) Disconnect(ctx context.Context, pbxID, actor string, opt Remov
 	}
 	if st.Status == StatusNotConnected {
 		return ErrNotConnected
+	}
+	if s.OnDisconnecting != nil {
+		s.OnDisconnecting(ctx, pbxID)
 	}
 	if err := s.removeSynced(ctx, pbxID, opt, true); err != nil {
 		return err

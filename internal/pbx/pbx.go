@@ -125,11 +125,20 @@ func (s *Service) ApplyExtensions(ctx context.Context, pbx string, c store.Exten
 			return fmt.Errorf("extension %s: %w", e.Number, err)
 		}
 	}
-	deleted := make(map[string]string, len(c.Delete))
+	// The registrar follows numbers: deleted extensions and the old numbers of renumbered
+	// ones are removed, created and renumbered ones provisioned.
+	var gone []string
+	renumbered := map[string]bool{} // extension ids whose number changes
 	if s.Registrar != nil {
 		for _, id := range c.Delete {
 			if e, err := s.Store.GetExtension(ctx, pbx, id); err == nil {
-				deleted[id] = e.Number
+				gone = append(gone, e.Number)
+			}
+		}
+		for _, x := range c.Update {
+			if e, err := s.Store.GetExtension(ctx, pbx, x.ID); err == nil && e.Number != x.Number {
+				gone = append(gone, e.Number)
+				renumbered[x.ID] = true
 			}
 		}
 	}
@@ -137,11 +146,24 @@ func (s *Service) ApplyExtensions(ctx context.Context, pbx string, c store.Exten
 		return err
 	}
 	if s.Registrar != nil {
+		// Removals first: a number freed in this batch may be taken by another extension
+		// of the same batch, whose new row must survive.
+		for _, n := range gone {
+			s.deprovision(ctx, n)
+		}
 		for i, e := range c.Create {
 			s.provision(ctx, e.Number, plains[i])
 		}
-		for _, n := range deleted {
-			s.deprovision(ctx, n)
+		for _, x := range c.Update {
+			if !renumbered[x.ID] {
+				continue
+			}
+			plain, err := s.SIPPassword(x)
+			if err != nil {
+				s.Logger.ErrorContext(ctx, "sip provisioning failed", "extension", x.Number, "err", err)
+				continue
+			}
+			s.provision(ctx, x.Number, plain)
 		}
 	}
 	return nil

@@ -201,6 +201,15 @@ func NewPostgresDB(t testing.TB) *DB {
 	rwu.User = url.UserPassword(rw, rwPass)
 	rou := *u
 	rou.User = url.UserPassword(ro, roPass)
+	// Least privilege holds: the read-only role cannot write.
+	rodb, err := sql.Open("pgx", rou.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rodb.Close()
+	if _, err := rodb.ExecContext(t.Context(), `DELETE FROM subscriber`); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("siptest: a write as the read-only role = %v, want permission denied", err)
+	}
 	rou.RawQuery = "" // Kamailio's db_postgres takes no query string
 	if rou.Port() == "" {
 		rou.Host = rou.Hostname() + ":5432"
@@ -557,6 +566,13 @@ var statusLine = regexp.MustCompile(`(?m)message received \[\d+\] bytes :\s*\n\s
 // or 404 when refused. sipp is bounded to 10 s; no answer fails the test.
 func (k *Kamailio) Register(t testing.TB, user, password string) int {
 	t.Helper()
+	return k.RegisterFrom(t, user, password, FreeUDPPort(t))
+}
+
+// RegisterFrom is Register from local UDP port port, which becomes the binding's Contact
+// (a sipp UAS on that port then receives the calls for user).
+func (k *Kamailio) RegisterFrom(t testing.TB, user, password string, port int) int {
+	t.Helper()
 	dir := t.TempDir()
 	sf := filepath.Join(dir, "register.xml")
 	if err := os.WriteFile(sf, []byte(registerScenario), 0o600); err != nil {
@@ -566,7 +582,7 @@ func (k *Kamailio) Register(t testing.TB, user, password string) int {
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sipp", k.SIPAddr, "-sf", sf, "-i", "127.0.0.1",
-		"-p", strconv.Itoa(FreeUDPPort(t)), "-s", user, "-au", user, "-ap", password, "-m", "1", "-nostdin",
+		"-p", strconv.Itoa(port), "-s", user, "-au", user, "-ap", password, "-m", "1", "-nostdin",
 		"-timeout", "10s", "-timeout_error", "-recv_timeout", "5000",
 		"-trace_msg", "-message_file", msgs, "-trace_err", "-error_file", filepath.Join(dir, "errors.log"))
 	cmd.Dir = dir
