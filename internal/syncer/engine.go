@@ -6,6 +6,10 @@
 // applies it through pbx.Service in transactions. A dry run is the same plan
 // with nothing written. Only one run per PBX executes at a time; a second
 // request joins the running one.
+//
+// A run's group phase keeps extension groups in step with Entra groups
+// through /groups/delta and a stored mirror of the memberships it needs
+// (groupdelta.go), under the same deletion guard as extensions.
 package syncer
 
 import (
@@ -110,6 +114,8 @@ type RunOptions struct {
 	// past the deletion guard (set by Confirm).
 	ConfirmDeletes bool
 	AllowDeletes   int
+	// AllowGroupDeletes is the same for synced extension groups.
+	AllowGroupDeletes int
 	// Actor is written to the audit log ("system" when empty).
 	Actor string
 	// confirms is the needs_confirmation run this run applies.
@@ -147,7 +153,11 @@ type Run struct {
 	GroupsDeleted   int `json:"groupsDeleted"`
 	GroupsReleased  int `json:"groupsReleased"`
 	GroupsUnchanged int `json:"groupsUnchanged"`
-	SkippedTotal    int `json:"skippedTotal"`
+	// GroupsRead is how groups were read: full (a whole /groups/delta round) or delta.
+	GroupsRead string `json:"groupsRead,omitempty"`
+	// PendingGroupDeletes is the number of extension group deletions waiting for confirmation.
+	PendingGroupDeletes int `json:"pendingGroupDeletes,omitempty"`
+	SkippedTotal        int `json:"skippedTotal"`
 	// PendingDeletes is the number of deletions waiting for confirmation.
 	PendingDeletes int      `json:"pendingDeletes,omitempty"`
 	Plan           []Action `json:"plan,omitempty"`

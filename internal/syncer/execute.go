@@ -112,8 +112,11 @@ func (e *Engine) sync(ctx context.Context, pbx string, opt RunOptions, fl *infli
 	}
 	if groupOn {
 		e.progress(fl, func(r *Run) { r.Phase = "groups" })
-		if err := e.syncGroups(ctx, pbx, w, gs, c); err != nil {
+		if err := e.syncGroups(ctx, pbx, opt, w, gs, s, c); err != nil {
 			return err
+		}
+		if w.State == StateNeedsConfirmation {
+			return nil
 		}
 	}
 	if w.DryRun {

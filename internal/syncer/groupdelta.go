@@ -143,7 +143,7 @@ type groupDoc struct {
 	Members     map[string]*groupMembers `json:"members"`
 }
 
-// groupFingerprint covers what decides which groups' members the mirror
+// fingerprint covers what decides which groups' members the mirror
 // holds: a change starts over with a full read.
 func (g *GroupSettings) fingerprint() string {
 	x := struct {
@@ -199,11 +199,6 @@ func (e *Engine) saveGroupDoc(ctx context.Context, pbx string, d *groupDoc, need
 	return e.Store.UpdateSetting(ctx, pbx, keyDeltaGroups, func([]byte) ([]byte, error) { return b, nil })
 }
 
-// clearGroupDoc makes the next group run start from a full read.
-func (e *Engine) clearGroupDoc(ctx context.Context, pbx string) error {
-	return e.Store.UpdateSetting(ctx, pbx, keyDeltaGroups, func([]byte) ([]byte, error) { return nil, nil })
-}
-
 // readGroupsDelta brings the mirror up to date: a delta round from the stored
 // link, or a full round when there is none or it expired.
 func (e *Engine) readGroupsDelta(ctx context.Context, pbx string, c *graph.Client, gs *GroupSettings, w *Run) (*groupRead, error) {
@@ -218,13 +213,15 @@ func (e *Engine) readGroupsDelta(ctx context.Context, pbx string, c *graph.Clien
 	rd, err := roundGroups(ctx, c, gs, old)
 	if errors.Is(err, graph.ErrResyncRequired) {
 		w.note("groups: the delta token expired (%v): full read instead", err)
+		w.GraphRequests++ // the refused request
 		return roundGroups(ctx, c, gs, nil)
 	}
 	return rd, err
 }
 
 // roundGroups runs one /groups/delta round over old (nil: a full round into
-// a new mirror that, for the round, holds every group's members).
+// a new mirror that, for the round, holds the members of every group that
+// may be needed).
 func roundGroups(ctx context.Context, c *graph.Client, gs *GroupSettings, old *groupDoc) (*groupRead, error) {
 	rd := &groupRead{mode: "delta", doc: old}
 	full := old == nil
@@ -236,6 +233,7 @@ func roundGroups(ctx context.Context, c *graph.Client, gs *GroupSettings, old *g
 		link = old.Link
 	}
 	d := rd.doc
+	transitive := gs.GroupMembers == MembersTransitive
 	sel := append(slices.Clone(graph.GroupSelect), "members")
 	dl, err := c.GroupsDelta(ctx, link, sel, func(p graph.DeltaPage[graph.Group]) error {
 		rd.requests++
@@ -256,9 +254,12 @@ func roundGroups(ctx context.Context, c *graph.Client, gs *GroupSettings, old *g
 			m.merge(x)
 			ms := d.Members[x.ID]
 			if ms == nil {
-				if !full {
-					// Not in the mirror: members@delta is a difference to a
-					// list we do not hold. Read in full if the group is needed.
+				// Not in the mirror on a delta round: members@delta is a
+				// difference to a list we do not hold; the list is read in
+				// full if the group becomes needed. On a full round, members
+				// are kept for the groups in range, and for every group when
+				// members are transitive (any group may be nested).
+				if !full || (!transitive && !groupInRange(gs, x.ID, m)) {
 					continue
 				}
 				ms = newGroupMembers()

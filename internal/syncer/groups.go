@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -230,45 +231,53 @@ func (e *Engine) PauseGroups(ctx context.Context, pbx, actor string, deleteGroup
 	})
 }
 
-func groupInRange(g *GroupSettings, x graph.Group) bool {
+// groupInRange applies the group range to a group of the mirror. Range
+// "type" tells the kinds apart as graph-facts section 4 does: security means
+// security-enabled, not mail-enabled and not Microsoft 365, so distribution
+// lists and mail-enabled security groups are in neither type (they are synced
+// only under range all, or when picked by hand).
+func groupInRange(g *GroupSettings, id string, m *groupMeta) bool {
 	switch g.Range {
 	case RangeAll:
 		return true
 	case RangeType:
-		mail := x.MailEnabled != nil && *x.MailEnabled
 		for _, t := range g.GroupTypes {
 			switch {
-			case t == GroupTypeMicrosoft365 && x.IsUnified():
+			case t == GroupTypeMicrosoft365 && m.Unified:
 				return true
-			case t == GroupTypeSecurity && x.IsSecurity() && !mail:
+			case t == GroupTypeSecurity && m.Security && !m.Mail && !m.Unified:
 				return true
 			}
 		}
 		return false
 	case RangeGroups:
-		return slices.Contains(g.GroupIDs, x.ID)
+		return slices.Contains(g.GroupIDs, id)
 	}
 	return false
 }
 
-// syncGroups is the group phase of a run: every synced Entra group in range
-// becomes an extension group whose members are the group's synced users.
-// At most directory.MaxGroups groups exist on a PBX (local ones count); the
-// groups that fit are chosen in a stable order (groups already synced first,
-// then by name), and the others are skipped by name.
-func (e *Engine) syncGroups(ctx context.Context, pbx string, w *Run, gs GroupSettings, c *graph.Client) error {
-	var inRange []graph.Group
-	n := 0
-	for x, err := range c.ListGroups(ctx, graph.ListOptions{Top: 999}) {
-		if err != nil {
-			return &stepError{code: "read_failed", err: fmt.Errorf("reading groups from Entra failed, no group was changed: %w", err)}
-		}
-		n++
-		if groupInRange(&gs, x) {
-			inRange = append(inRange, x)
-		}
+// syncGroups is the group phase of a run: every Entra group in range becomes
+// an extension group whose members are the group's synced users.
+//
+// Groups are read through the group mirror (groupdelta.go): a /groups/delta
+// round, plus a direct member read for a group newly needed. At most
+// directory.MaxGroups groups exist on a PBX (local ones count); the groups
+// that fit are chosen in a stable order (groups already synced first, then
+// by name, then by id), and the others are skipped by name.
+//
+// Deleting extension groups goes through the same deletion guard as deleting
+// extensions (the user-sync settings' deleteGuard, counted against the synced
+// extension groups): a run that would delete more than maxPercent of them (or
+// more than maxCount) applies no group change and waits for confirmation.
+// Releases (auto-delete off) are not guarded: nothing is lost.
+func (e *Engine) syncGroups(ctx context.Context, pbx string, opt RunOptions, w *Run, gs GroupSettings, guard UserSettings, c *graph.Client) error {
+	rd, err := e.readGroupsDelta(ctx, pbx, c, &gs, w)
+	if err != nil {
+		return &stepError{code: "read_failed", err: fmt.Errorf("reading groups from Entra failed, no group was changed: %w", err)}
 	}
-	w.GraphRequests += 1 + n/999
+	w.GroupsRead = rd.mode
+	w.GraphRequests += rd.requests
+	d := rd.doc
 	local, err := e.Store.ListGroups(ctx, pbx)
 	if err != nil {
 		return err
@@ -285,30 +294,43 @@ func (e *Engine) syncGroups(ctx context.Context, pbx string, w *Run, gs GroupSet
 			localNames[strings.ToLower(g.Name)] = true
 		}
 	}
-	slices.SortFunc(inRange, func(a, b graph.Group) int {
-		_, sa := synced[a.ID]
-		_, sb := synced[b.ID]
+	var inRange []string
+	for id, m := range d.Groups {
+		if groupInRange(&gs, id, m) {
+			inRange = append(inRange, id)
+		}
+	}
+	slices.SortFunc(inRange, func(a, b string) int {
+		_, sa := synced[a]
+		_, sb := synced[b]
 		switch {
 		case sa && !sb:
 			return -1
 		case sb && !sa:
 			return 1
 		}
-		return cmp.Or(cmp.Compare(strings.ToLower(a.DisplayName), strings.ToLower(b.DisplayName)), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(cmp.Compare(strings.ToLower(d.Groups[a].Name), strings.ToLower(d.Groups[b].Name)), cmp.Compare(a, b))
 	})
 	room := max(directory.MaxGroups-localCount, 0)
-	var chosen []graph.Group
-	for _, x := range inRange {
+	var chosen []string
+	for _, id := range inRange {
+		name := d.Groups[id].Name
 		switch {
-		case synced[x.ID] == nil && localNames[strings.ToLower(x.DisplayName)]:
-			w.skip(x.DisplayName, x.ID, "not synced: a PBX extension group with this name already exists")
+		case synced[id] == nil && localNames[strings.ToLower(name)]:
+			w.skip(name, id, "not synced: a PBX extension group with this name already exists")
 		case len(chosen) < room:
-			chosen = append(chosen, x)
+			chosen = append(chosen, id)
 		default:
-			w.skip(x.DisplayName, x.ID, fmt.Sprintf("not synced: a PBX holds at most %d extension groups (%d are local PBX groups)", directory.MaxGroups, localCount))
+			w.skip(name, id, fmt.Sprintf("not synced: a PBX holds at most %d extension groups (%d are local PBX groups)", directory.MaxGroups, localCount))
 		}
 	}
-	// Members: the synced users among each chosen group's members.
+	transitive := gs.GroupMembers == MembersTransitive
+	needed, n, err := closeMembers(ctx, c, d, chosen, transitive)
+	w.GraphRequests += n
+	if err != nil {
+		return &stepError{code: "read_failed", err: fmt.Errorf("reading group members from Entra failed, no group was changed: %w", err)}
+	}
+	// Members: the synced users among each chosen group's (effective) members.
 	extByEntra := map[string]string{}
 	if err := e.Store.ListAllExtensions(ctx, pbx, func(x *directory.Extension) error {
 		if x.Synced() {
@@ -318,7 +340,6 @@ func (e *Engine) syncGroups(ctx context.Context, pbx string, w *Run, gs GroupSet
 	}); err != nil {
 		return err
 	}
-	var acts []Action
 	want := map[string]bool{}
 	type change struct {
 		g    *directory.Group
@@ -326,25 +347,20 @@ func (e *Engine) syncGroups(ctx context.Context, pbx string, w *Run, gs GroupSet
 		kind string
 	}
 	var changes []change
-	for _, x := range chosen {
-		want[x.ID] = true
+	for _, id := range chosen {
+		want[id] = true
+		name := d.Groups[id].Name
 		members := []string{}
-		m := 0
-		for o, err := range c.GroupMembers(ctx, x.ID, gs.GroupMembers == MembersTransitive, graph.ListOptions{Top: 999, Select: []string{"id"}}) {
-			if err != nil {
-				return &stepError{code: "read_failed", err: fmt.Errorf("reading members of group %s failed, no group was changed: %w", x.DisplayName, err)}
-			}
-			m++
-			if id, ok := extByEntra[o.ID]; ok && o.IsUser() {
-				members = append(members, id)
+		for _, u := range effectiveUsers(d, id, transitive) {
+			if x, ok := extByEntra[u]; ok {
+				members = append(members, x)
 			}
 		}
-		w.GraphRequests += 1 + m/999
 		slices.Sort(members)
 		members = slices.Compact(members)
-		if old := synced[x.ID]; old != nil {
+		if old := synced[id]; old != nil {
 			var what []string
-			if old.Name != x.DisplayName {
+			if old.Name != name {
 				what = append(what, "name")
 			}
 			if !slices.Equal(old.Members, members) {
@@ -355,20 +371,31 @@ func (e *Engine) syncGroups(ctx context.Context, pbx string, w *Run, gs GroupSet
 				continue
 			}
 			ng := *old
-			ng.Name, ng.Members = x.DisplayName, members
-			a := Action{Op: OpGroupUpdate, Subject: x.DisplayName, EntraID: x.ID, ExtensionID: old.ID, Changes: what}
+			ng.Name, ng.Members = name, members
+			a := Action{Op: OpGroupUpdate, Subject: name, EntraID: id, ExtensionID: old.ID, Changes: what}
 			changes = append(changes, change{g: &ng, a: a, kind: "update"})
 			continue
 		}
-		ng := &directory.Group{Name: x.DisplayName, Source: directory.SourceEntra, EntraID: x.ID, Members: members}
-		changes = append(changes, change{g: ng, a: Action{Op: OpGroupCreate, Subject: x.DisplayName, EntraID: x.ID}, kind: "create"})
+		ng := &directory.Group{Name: name, Source: directory.SourceEntra, EntraID: id, Members: members}
+		changes = append(changes, change{g: ng, a: Action{Op: OpGroupCreate, Subject: name, EntraID: id}, kind: "create"})
 	}
-	for id, old := range synced {
+	deletes := 0
+	for _, id := range slices.Sorted(maps.Keys(synced)) {
+		old := synced[id]
 		if want[id] {
 			continue
 		}
-		reason := "no longer in the group sync range (or deleted in Entra, or over the 63-group limit)"
+		var reason string
+		switch m := d.Groups[id]; {
+		case m == nil:
+			reason = "deleted in Entra"
+		case !groupInRange(&gs, id, m):
+			reason = "no longer in the group sync range"
+		default:
+			reason = fmt.Sprintf("over the %d-group limit", directory.MaxGroups)
+		}
 		if gs.DeleteOutOfRange {
+			deletes++
 			changes = append(changes, change{g: old, a: Action{Op: OpGroupDelete, Subject: old.Name, EntraID: id, ExtensionID: old.ID, Reason: reason}, kind: "delete"})
 		} else {
 			changes = append(changes, change{g: old, a: Action{Op: OpGroupRelease, Subject: old.Name, EntraID: id, ExtensionID: old.ID, Reason: reason + ": now an ordinary PBX group"}, kind: "release"})
@@ -377,60 +404,89 @@ func (e *Engine) syncGroups(ctx context.Context, pbx string, w *Run, gs GroupSet
 	// Deletions and releases first (they free room and names), then updates, then creations.
 	order := map[string]int{"delete": 0, "release": 1, "update": 2, "create": 3}
 	slices.SortStableFunc(changes, func(a, b change) int { return order[a.kind] - order[b.kind] })
+	acts := make([]Action, 0, len(changes))
 	for _, ch := range changes {
 		acts = append(acts, ch.a)
-		if w.DryRun {
-			switch ch.kind {
-			case "create":
-				w.GroupsCreated++
-			case "update":
-				w.GroupsUpdated++
-			case "release":
-				w.GroupsReleased++
-			case "delete":
-				w.GroupsDeleted++
-			}
-			continue
+	}
+	keepPlan := func() {
+		w.Plan = append(w.Plan, acts[:min(len(acts), maxPlanKept)]...)
+		w.PlanTotal += len(acts)
+	}
+
+	pct := guard.guardPercent()
+	trips := deletes > 0 && (deletes*100 > pct*len(synced) || (guard.DeleteGuard.MaxCount > 0 && deletes > guard.DeleteGuard.MaxCount))
+	if trips && opt.ConfirmDeletes && deletes <= opt.AllowGroupDeletes {
+		trips = false
+	}
+	guardText := fmt.Sprintf("it deletes %d of %d synced extension groups (guard: more than %d%%%s)", deletes, len(synced), pct, groupCountLimit(guard))
+	if w.DryRun {
+		for _, ch := range changes {
+			w.countGroup(ch.kind)
 		}
+		keepPlan()
+		if trips {
+			w.PendingGroupDeletes = deletes
+			w.note("a real run would stop for confirmation before changing groups: %s", guardText)
+		}
+		return nil
+	}
+	if trips {
+		keepPlan()
+		w.PendingGroupDeletes = deletes
+		w.State = StateNeedsConfirmation
+		w.note("stopped before changing any extension group: %s; confirm the run to apply it (user changes, if any, were applied)", guardText)
+		return nil
+	}
+	for _, ch := range changes {
 		var err error
 		switch ch.kind {
 		case "delete":
 			err = e.Store.DeleteGroup(ctx, pbx, ch.g.ID, nil)
-			if err == nil {
-				w.GroupsDeleted++
-			}
 		case "release":
 			_, err = e.Store.UpdateGroup(ctx, pbx, ch.g.ID, func(g *directory.Group) error {
 				g.Source, g.EntraID = directory.SourceLocal, ""
 				return nil
 			})
-			if err == nil {
-				w.GroupsReleased++
-			}
 		case "update":
 			_, err = e.Store.UpdateGroup(ctx, pbx, ch.g.ID, func(g *directory.Group) error {
 				g.Name, g.Members = ch.g.Name, ch.g.Members
 				return nil
 			})
-			if err == nil {
-				w.GroupsUpdated++
-			}
 		case "create":
 			err = e.Store.CreateGroup(ctx, pbx, ch.g)
-			if err == nil {
-				w.GroupsCreated++
-			}
 		}
 		if err != nil {
 			if !itemError(err) && !errors.Is(err, directory.ErrGroupLimit) {
-				return &stepError{code: "apply_failed", err: fmt.Errorf("group %s: %w", ch.a.Subject, err)}
+				return &stepError{code: "apply_failed", err: fmt.Errorf("group %s (committed group steps stay; the next run completes the rest): %w", ch.a.Subject, err)}
 			}
 			w.skip(ch.a.Subject, ch.a.EntraID, "not applied ("+ch.a.Op+"): "+err.Error())
+			continue
 		}
+		w.countGroup(ch.kind)
 	}
-	if w.DryRun {
-		w.Plan = append(w.Plan, acts[:min(len(acts), maxPlanKept)]...)
-		w.PlanTotal += len(acts)
+	// The mirror and its delta link advance only now that the changes are applied.
+	if err := e.saveGroupDoc(ctx, pbx, d, needed); err != nil {
+		return fmt.Errorf("storing the groups delta link: %w", err)
 	}
 	return nil
+}
+
+func (w *Run) countGroup(kind string) {
+	switch kind {
+	case "create":
+		w.GroupsCreated++
+	case "update":
+		w.GroupsUpdated++
+	case "release":
+		w.GroupsReleased++
+	case "delete":
+		w.GroupsDeleted++
+	}
+}
+
+func groupCountLimit(s UserSettings) string {
+	if s.DeleteGuard.MaxCount > 0 {
+		return fmt.Sprintf(" or more than %d groups", s.DeleteGuard.MaxCount)
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package syncer_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -63,8 +64,17 @@ func TestGroupSync(t *testing.T) {
 				if err := b.store.CreateGroup(t.Context(), "default", &directory.Group{Name: "Local Team", Source: directory.SourceLocal, Members: []string{}}); err != nil {
 					t.Fatal(err)
 				}
+				clash := b.group("Local Team", u[4]) // same name as a local PBX group
 				gs := syncer.DefaultGroupSettings()
-				gs.Enabled, gs.Range, gs.GroupIDs, gs.DeleteOutOfRange = true, syncer.RangeGroups, []string{g1, g2}, autoDelete
+				gs.Enabled, gs.Range, gs.GroupIDs, gs.DeleteOutOfRange = true, syncer.RangeGroups, []string{g1, g2, clash}, autoDelete
+				b.saveGroups(gs)
+				runs, _ := b.eng.ListRuns(t.Context(), "default")
+				if r := must(b.eng.GetRun(t.Context(), "default", runs[0].ID)); !slices.ContainsFunc(skipsFor(r, clash), func(s string) bool {
+					return strings.Contains(s, "with this name already exists")
+				}) {
+					t.Fatalf("name clash not reported: %+v", r.Skipped)
+				}
+				gs.GroupIDs = []string{g1, g2}
 				b.saveGroups(gs)
 				got := b.groups()
 				if len(got) != 3 || got[g1].Name != "Sales" || got[g1].EntraID != g1 {
@@ -76,9 +86,7 @@ func TestGroupSync(t *testing.T) {
 				if m := b.members(got[g2]); !slices.Equal(m, []string{"gm3@contoso.com"}) {
 					t.Fatalf("Support direct members %v", m)
 				}
-				if directory.CheckManualGroupEdit(ptr(got[g1])) == nil || directory.CheckManualGroupDelete(ptr(got[g1])) == nil {
-					t.Fatal("a synced group is not locked")
-				}
+				b.assertGroupLocked(got[g1])
 				// Transitive members.
 				gs.GroupMembers = syncer.MembersTransitive
 				b.saveGroups(gs)
@@ -91,8 +99,8 @@ func TestGroupSync(t *testing.T) {
 				b.graphDo(http.MethodPost, "/groups/"+g1+"/members/$ref", map[string]any{"@odata.id": b.srv.URL + "/v1.0/directoryObjects/" + u[4]})
 				b.graphDo(http.MethodDelete, "/groups/"+g1+"/members/"+u[0]+"/$ref", nil)
 				r := b.mustSucceed(b.run(syncer.RunOptions{}))
-				if r.GroupsUpdated != 1 {
-					t.Fatalf("groups updated %d", r.GroupsUpdated)
+				if r.GroupsUpdated != 1 || r.GroupsRead != "delta" {
+					t.Fatalf("groups updated %d, read %q", r.GroupsUpdated, r.GroupsRead)
 				}
 				s := b.groups()[g1]
 				if s.Name != "Sales EMEA" || !slices.Equal(b.members(s), []string{"gm2@contoso.com", "gm5@contoso.com"}) {
@@ -104,8 +112,25 @@ func TestGroupSync(t *testing.T) {
 				if d.State != syncer.StateDryRun || d.GroupsDeleted+d.GroupsReleased != 1 || len(b.groups()) != 3 {
 					t.Fatalf("dry run: %+v", d)
 				}
-				// Deleted in Entra: removed or released by the same setting.
-				r = b.mustSucceed(b.run(syncer.RunOptions{}))
+				wantOp, wantPending := syncer.OpGroupRelease, 0
+				if autoDelete {
+					wantOp, wantPending = syncer.OpGroupDelete, 1 // the guard would hold it
+				}
+				if !slices.ContainsFunc(d.Plan, func(a syncer.Action) bool {
+					return a.Op == wantOp && a.Subject == "Support" && strings.HasPrefix(a.Reason, "deleted in Entra")
+				}) || d.PendingGroupDeletes != wantPending {
+					t.Fatalf("dry run plan %+v, pending group deletes %d", d.Plan, d.PendingGroupDeletes)
+				}
+				// Deleted in Entra: removed (past the deletion guard: 1 of 2
+				// synced groups needs confirmation) or released by the same setting.
+				if autoDelete {
+					r = b.confirmGroupDeletes(1)
+				} else {
+					r = b.mustSucceed(b.run(syncer.RunOptions{}))
+				}
+				if r.GroupsRead != "delta" {
+					t.Fatalf("group deletion read %q, want delta", r.GroupsRead)
+				}
 				x, ok := b.groups()[g2]
 				if autoDelete {
 					if ok || r.GroupsDeleted != 1 {
@@ -117,13 +142,22 @@ func TestGroupSync(t *testing.T) {
 				// Range change: Sales leaves the range.
 				gs.GroupIDs = []string{inner}
 				b.saveGroups(gs)
-				r = b.mustSucceed(b.run(syncer.RunOptions{}))
+				if autoDelete {
+					b.confirmGroupDeletes(1) // 1 of 1 synced group
+				} else {
+					b.mustSucceed(b.run(syncer.RunOptions{}))
+				}
 				got = b.groups()
 				if _, ok := got[g1]; ok {
 					t.Fatal("Sales still synced after leaving the range")
 				}
-				if _, ok := got["local:Sales EMEA"]; ok == autoDelete {
+				rel, ok := got["local:Sales EMEA"]
+				if ok == autoDelete {
 					t.Fatalf("range change with auto-delete %t: %+v", autoDelete, got)
+				}
+				// Released: an ordinary PBX group, editable and deletable by hand.
+				if ok && (directory.CheckManualGroupEdit(&rel) != nil || directory.CheckManualGroupDelete(&rel) != nil) {
+					t.Fatalf("released group still locked: %+v", rel)
 				}
 				if got[inner].Name != "Inner" {
 					t.Fatalf("Inner not synced: %+v", got)
@@ -135,10 +169,66 @@ func TestGroupSync(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// assertGroupLocked checks that hand edits and deletes of a synced group are
+// refused through the store with the API's checks, and change nothing.
+func (b *bundle) assertGroupLocked(g directory.Group) {
+	b.t.Helper()
+	ctx := b.t.Context()
+	_, err := b.store.UpdateGroup(ctx, "default", g.ID, func(x *directory.Group) error {
+		if err := directory.CheckManualGroupEdit(x); err != nil {
+			return err
+		}
+		x.Name = "Hand edited"
+		return nil
+	})
+	if !errors.Is(err, directory.ErrLocked) {
+		b.t.Fatalf("hand edit of synced group %q: %v", g.Name, err)
+	}
+	if err := b.store.DeleteGroup(ctx, "default", g.ID, directory.CheckManualGroupDelete); !errors.Is(err, directory.ErrLocked) {
+		b.t.Fatalf("hand delete of synced group %q: %v", g.Name, err)
+	}
+	if now := b.groups()[g.EntraID]; now.Name != g.Name {
+		b.t.Fatalf("locked group changed: %+v", now)
+	}
+}
+
+// confirmGroupDeletes runs a sync that the deletion guard must hold for
+// pending group deletions, confirms it and returns the confirming run.
+func (b *bundle) confirmGroupDeletes(pending int) *syncer.Run {
+	b.t.Helper()
+	runs, err := b.eng.ListRuns(b.t.Context(), "default")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	held := &runs[0]
+	if held.State != syncer.StateNeedsConfirmation {
+		held = b.run(syncer.RunOptions{})
+	}
+	if held.State != syncer.StateNeedsConfirmation || held.PendingGroupDeletes != pending {
+		b.t.Fatalf("run %s: state %s, pending group deletes %d (want %d), notes %v", held.ID, held.State, held.PendingGroupDeletes, pending, held.Notes)
+	}
+	before := b.groups()
+	again := b.run(syncer.RunOptions{})
+	if again.State != syncer.StateNeedsConfirmation || len(b.groups()) != len(before) {
+		b.t.Fatalf("a second run went past the guard: %s, groups %d -> %d", again.State, len(before), len(b.groups()))
+	}
+	r, err := b.eng.Confirm(b.t.Context(), "default", again.ID, "test")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.mustSucceed(r)
+	if r.GroupsDeleted != pending {
+		b.t.Fatalf("confirmed run deleted %d groups, want %d", r.GroupsDeleted, pending)
+	}
+	return r
+}
+
 func TestGroupSyncCapAndTypes(t *testing.T) {
 	backends(t, func(t *testing.T, db func(testing.TB) string) {
 		b := newBundle(t, opts{users: 30, groups: 80, db: db(t)})
-		b.save(defaults())
+		us := defaults()
+		us.DeleteGuard = loose() // range changes below delete most groups
+		b.save(us)
 		for i := range 5 {
 			if err := b.store.CreateGroup(t.Context(), "default", &directory.Group{Name: fmt.Sprintf("Local %d", i), Source: directory.SourceLocal, Members: []string{}}); err != nil {
 				t.Fatal(err)
@@ -203,8 +293,8 @@ func TestGroupSyncPause(t *testing.T) {
 				if ok == del {
 					t.Fatalf("after pause (delete %t): present %t", del, ok)
 				}
-				if !del && x.Source != directory.SourceEntra {
-					t.Fatal("kept group is not locked")
+				if !del {
+					b.assertGroupLocked(x)
 				}
 				got, paused, _ := b.eng.GroupSettings(t.Context(), "default")
 				if !paused || got.Range != syncer.RangeGroups {

@@ -61,6 +61,9 @@ type opts struct {
 	latency       time.Duration
 	capacity      int
 	db            string // "" = a fresh SQLite file
+	// membersPerPage caps members@delta entries per group per delta page
+	// (sim.Config.DeltaMembersPerPage; 0: the sim's default).
+	membersPerPage int
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -83,7 +86,7 @@ func newTenant(t testing.TB, o opts) (*sim.Tenant, *httptest.Server, *graph.Clie
 		o.seed = 7
 	}
 	tn, err := sim.New(sim.Config{TenantID: tenantID, ClientID: clientID, ClientSecret: clientSecret,
-		Users: o.users, Groups: o.groups, Seed: o.seed, Latency: o.latency})
+		Users: o.users, Groups: o.groups, Seed: o.seed, Latency: o.latency, DeltaMembersPerPage: o.membersPerPage})
 	if err != nil {
 		t.Fatal(err)
 	}

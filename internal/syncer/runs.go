@@ -146,7 +146,7 @@ func (e *Engine) Confirm(ctx context.Context, pbx, id, actor string) (*Run, erro
 	if held.State != StateNeedsConfirmation {
 		return nil, &confirmError{state: held.State}
 	}
-	return e.Run(ctx, pbx, RunOptions{Trigger: TriggerConfirm, ConfirmDeletes: true, AllowDeletes: held.PendingDeletes, Actor: actor, confirms: id})
+	return e.Run(ctx, pbx, RunOptions{Trigger: TriggerConfirm, ConfirmDeletes: true, AllowDeletes: held.PendingDeletes, AllowGroupDeletes: held.PendingGroupDeletes, Actor: actor, confirms: id})
 }
 
 type confirmError struct{ state string }
