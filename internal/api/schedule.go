@@ -110,5 +110,7 @@ func ScheduleStatusDecorator(svc *schedule.Service) StatusDecorator {
 		if next, err := svc.NextSyncAt(r.Context(), pbxID); err == nil && next != nil {
 			st.NextSyncAt = next
 		}
+		mode, reason := svc.Mode(r.Context(), pbxID)
+		st.ChangeDetection = &integration.ChangeDetection{Mode: mode, Reason: reason}
 	}
 }

@@ -146,6 +146,12 @@ func TestExpiredSecretFoundBySync(t *testing.T) {
 	if st3["lastRun"] == nil || st3["nextSyncAt"] == nil {
 		t.Fatalf("status lacks lastRun/nextSyncAt: %v", st3)
 	}
+	// The simulated tenant reaches the loopback public URL, so the service
+	// subscribed to change notifications at connect.
+	cd, _ := st3["changeDetection"].(map[string]any)
+	if cd["mode"] != "notifications" {
+		t.Fatalf("status lacks the change-detection mode: %v", st3)
+	}
 }
 
 // The service's handlers are composed: portal at /, API, client API, webhooks.

@@ -131,6 +131,15 @@ type Status struct {
 	ConnectedAt        *time.Time          `json:"connectedAt,omitempty"`
 	NextSyncAt         *time.Time          `json:"nextSyncAt"`
 	LastRun            any                 `json:"lastRun"`
+	// ChangeDetection says how changes in Entra reach the PBX: change
+	// notifications, or delta polling (with the reason), or off.
+	ChangeDetection *ChangeDetection `json:"changeDetection,omitempty"`
+}
+
+// ChangeDetection is the active way of noticing changes in the tenant.
+type ChangeDetection struct {
+	Mode   string `json:"mode"` // notifications | polling | off
+	Reason string `json:"reason,omitempty"`
 }
 
 // Service runs the integration's lifecycle for every PBX.
@@ -432,7 +441,7 @@ func (s *Service) CompleteConnect(ctx context.Context, q url.Values, binding str
 		return fail(err.Error(), err)
 	}
 	missing := MissingPermissions(roles)
-	expires := s.secretExpiry(ctx, gc, p.ClientID)
+	expires := s.secretExpiry(ctx, gc, p.ClientID, clientSecret)
 	now := s.now()
 	err = s.update(ctx, pbxID, func(st *state) (*state, error) {
 		return &state{Status: StatusConnected, ClientID: p.ClientID, TenantID: p.TenantID, SealedSecret: p.SealedSecret,
@@ -510,13 +519,16 @@ func MissingPermissions(roles []string) []MissingPermission {
 	return out
 }
 
-// secretExpiry reads the app's password credentials' end dates where the
-// app may read its own registration (Application.Read.All); nil when unknown.
-func (s *Service) secretExpiry(ctx context.Context, gc *graph.Client, clientID string) *time.Time {
+// secretExpiry reads the end date of the app's password credential that
+// matches clientSecret (Graph returns each credential's first characters as
+// its hint), where the app may read its own registration
+// (Application.Read.All or Directory.Read.All); nil when unknown.
+func (s *Service) secretExpiry(ctx context.Context, gc *graph.Client, clientID, clientSecret string) *time.Time {
 	var out struct {
 		Value []struct {
 			PasswordCredentials []struct {
 				EndDateTime string `json:"endDateTime"`
+				Hint        string `json:"hint"`
 			} `json:"passwordCredentials"`
 		} `json:"value"`
 	}
@@ -525,14 +537,24 @@ func (s *Service) secretExpiry(ctx context.Context, gc *graph.Client, clientID s
 		s.Logger.DebugContext(ctx, "client secret expiry not readable", "err", err)
 		return nil
 	}
-	var latest *time.Time
+	var matched, latest *time.Time
 	for _, a := range out.Value {
 		for _, pc := range a.PasswordCredentials {
-			if t, err := time.Parse(time.RFC3339, pc.EndDateTime); err == nil && (latest == nil || t.After(*latest)) {
-				t := t.UTC()
+			t, err := time.Parse(time.RFC3339, pc.EndDateTime)
+			if err != nil {
+				continue
+			}
+			t = t.UTC()
+			if pc.Hint != "" && strings.HasPrefix(clientSecret, pc.Hint) && (matched == nil || t.After(*matched)) {
+				matched = &t
+			}
+			if latest == nil || t.After(*latest) {
 				latest = &t
 			}
 		}
+	}
+	if matched != nil {
+		return matched
 	}
 	return latest
 }
@@ -559,7 +581,7 @@ func (s *Service) UpdateSecret(ctx context.Context, pbxID, actor, newSecret stri
 		s.PBX.Audit(ctx, pbxID, actor, "integration.secret.update.failed", st.ClientID, graph.Hint(err))
 		return &directory.FieldError{Field: "clientSecret", Code: "rejected", Reason: "was refused by Microsoft Entra ID: " + graph.Hint(err)}
 	}
-	expires := s.secretExpiry(ctx, gc, st.ClientID)
+	expires := s.secretExpiry(ctx, gc, st.ClientID, newSecret)
 	err = s.update(ctx, pbxID, func(cur *state) (*state, error) {
 		if cur.Status == StatusNotConnected {
 			return nil, ErrNotConnected

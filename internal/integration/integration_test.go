@@ -544,3 +544,35 @@ func TestAuditTrail(t *testing.T) {
 		}
 	}
 }
+
+// The status reads the secret's end date from the app registration and warns
+// before it expires, and once it has.
+func TestSecretExpiryWarning(t *testing.T) {
+	e := newEnv(t)
+	now := time.Now().UTC()
+	e.svc.Now = func() time.Time { return now }
+	e.mustConnect()
+	st := e.status("")
+	if st["secretExpiresAt"] == nil || st["secretWarning"] != nil {
+		t.Fatalf("a one-year secret: %v", st)
+	}
+	const soon = "soon~expiring_secret_abcdef01234"
+	if err := e.tenant.AddClientSecret(soon, 20*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := e.api("POST", "/api/v1/integration/client-secret", map[string]any{"clientSecret": soon}); code != 200 {
+		t.Fatalf("secret update: %d %v", code, out)
+	}
+	st = e.status("")
+	exp, _ := time.Parse(time.RFC3339, st["secretExpiresAt"].(string))
+	if d := exp.Sub(now); d < 19*24*time.Hour || d > 21*24*time.Hour {
+		t.Fatalf("expiry of the new secret = %v from now", d)
+	}
+	if w, _ := st["secretWarning"].(string); !strings.Contains(w, "expires on") {
+		t.Fatalf("no warning for a secret expiring in 20 days: %v", st)
+	}
+	now = now.Add(21 * 24 * time.Hour)
+	if w, _ := e.status("")["secretWarning"].(string); !strings.Contains(w, "has expired") {
+		t.Fatalf("no warning for an expired secret: %q", w)
+	}
+}

@@ -10,4 +10,5 @@ func (t *Tenant) routes() {
 	t.subscriptionRoutes()
 	t.deletedItemRoutes()
 	t.organizationRoutes()
+	t.applicationRoutes()
 }
