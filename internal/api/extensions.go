@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/contactsync"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/secret"
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -344,6 +346,12 @@ func (s *Server) createContact(w http.ResponseWriter, r *http.Request, pbxID str
 		s.writeError(w, r, err)
 		return
 	}
+	country, err := s.dialCountry(r.Context(), pbxID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	contactsync.SetDialForms(c, country)
 	if err := s.Store.CreateContact(r.Context(), pbxID, c); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -372,6 +380,11 @@ func (s *Server) patchContact(w http.ResponseWriter, r *http.Request, pbxID stri
 		s.writeError(w, r, err)
 		return
 	}
+	country, err := s.dialCountry(r.Context(), pbxID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	c, err := s.Store.UpdateContact(r.Context(), pbxID, r.PathValue("cid"), func(c *directory.Contact) error {
 		if !owner(c) {
 			return store.ErrNotFound
@@ -380,6 +393,7 @@ func (s *Server) patchContact(w http.ResponseWriter, r *http.Request, pbxID stri
 			return errSyncedContact
 		}
 		in.apply(c)
+		contactsync.SetDialForms(c, country)
 		return directory.ValidateContact(c)
 	})
 	if err != nil {
@@ -387,6 +401,15 @@ func (s *Server) patchContact(w http.ResponseWriter, r *http.Request, pbxID stri
 		return
 	}
 	writeJSON(w, http.StatusOK, c)
+}
+
+// dialCountry is the country national numbers are read in for the dialling
+// forms: the contacts sync's default country ("" without the contacts sync).
+func (s *Server) dialCountry(ctx context.Context, pbxID string) (string, error) {
+	if s.Contacts == nil {
+		return "", nil
+	}
+	return s.Contacts.DefaultCountry(ctx, pbxID)
 }
 
 func (s *Server) deleteContact(w http.ResponseWriter, r *http.Request, pbxID string, owner func(*directory.Contact) bool) {

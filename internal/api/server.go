@@ -106,7 +106,7 @@ func (s *Server) Routes() []string {
 
 // routes is every route: the core ones here, each feature's from its own file.
 func (s *Server) routes() []route {
-	return slices.Concat(s.coreRoutes(), s.integrationRoutes(), s.syncRoutes(), s.ssoRoutes(), s.scheduleRoutes(), s.presenceRoutes(), s.contactsRoutes())
+	return slices.Concat(s.coreRoutes(), s.integrationRoutes(), s.syncRoutes(), s.ssoRoutes(), s.scheduleRoutes(), s.presenceRoutes(), s.contactsRoutes(), s.pbxRoutes())
 }
 
 func (s *Server) coreRoutes() []route {
@@ -417,7 +417,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, directory.ErrGroupLimit):
 		writeErr(w, http.StatusConflict, "group_limit", fmt.Sprintf("a PBX holds at most %d extension groups", directory.MaxGroups), "")
 	case errors.As(err, &aiu):
-		writeErr(w, http.StatusConflict, "app_in_use", aiu.Error(), "clientId")
+		msg := aiu.Error()
+		if p, _ := PrincipalFrom(r.Context()); p.PBXID != "" {
+			// The other PBX's name is not for another PBX's administrator.
+			msg = "this Entra application is already connected to another PBX of this service; one application serves one PBX: register another application for this PBX"
+		}
+		writeErr(w, http.StatusConflict, "app_in_use", msg, "clientId")
 	case errors.Is(err, integration.ErrNotConnected):
 		writeErr(w, http.StatusConflict, "not_connected", err.Error(), "")
 	case errors.Is(err, store.ErrNotFound):

@@ -42,7 +42,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, exp := s.Sessions.Issue(a)
-	s.PBX.Audit(r.Context(), directory.DefaultPBX, a.Username, "admin.login", a.Username, "api")
+	s.PBX.Audit(r.Context(), auditPBX(a.PBXID), a.Username, "admin.login", a.Username, "api")
 	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "expiresAt": exp.UTC(), "mustChangePassword": a.MustChange})
 }
 
@@ -77,13 +77,32 @@ func (s *Server) createAdmin(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if req.PBX != "" {
+		if _, err := s.Store.GetPBX(r.Context(), req.PBX); errors.Is(err, store.ErrNotFound) {
+			s.writeError(w, r, &directory.FieldError{Field: "pbx", Code: "not_found", Reason: "names no PBX"})
+			return
+		} else if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	a := &store.Admin{Username: req.Username, PasswordHash: secret.HashPassword(req.Password), PBXID: req.PBX, CreatedAt: time.Now().UTC()}
 	if err := s.Store.CreateAdmin(r.Context(), a); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.PBX.Audit(r.Context(), directory.DefaultPBX, actor(r), "admin.create", a.Username, "")
+	s.PBX.Audit(r.Context(), auditPBX(a.PBXID), actor(r), "admin.create", a.Username, "")
 	writeJSON(w, http.StatusCreated, map[string]any{"id": a.ID, "username": a.Username, "pbx": a.PBXID})
+}
+
+// auditPBX is the audit log an administrator's actions go to: its PBX's,
+// or the default PBX's for a provider-wide administrator (never another
+// PBX's, whose administrators would see it).
+func auditPBX(adminPBX string) string {
+	if adminPBX == "" {
+		return directory.DefaultPBX
+	}
+	return adminPBX
 }
 
 func validateAdmin(req adminRequest) error {

@@ -105,6 +105,18 @@ func (s *Sessions) Verify(ctx context.Context, tok string) (Principal, error) {
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return Principal{}, err
 	}
+	// The account must still exist with the same binding: a deleted
+	// administrator (or one of a deleted PBX) loses its sessions at once.
+	a, err := s.Store.GetAdminByUsername(ctx, c.Username)
+	if errors.Is(err, store.ErrNotFound) {
+		return Principal{}, errBadSession
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	if a.ID != c.Admin || a.PBXID != c.PBX {
+		return Principal{}, errBadSession
+	}
 	return Principal{Name: c.Username, PBXID: c.PBX}, nil
 }
 
