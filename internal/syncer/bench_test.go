@@ -109,7 +109,7 @@ func graphRequests(by map[string]int64) int64 {
 
 // BenchmarkFullSync measures a first (full) sync into an empty SQLite store.
 func BenchmarkFullSync(b *testing.B) {
-	for _, size := range []int{10_000, 100_000} {
+	for _, size := range []int{1_000, 10_000, 100_000} {
 		for _, lat := range []time.Duration{0, 20 * time.Millisecond} {
 			b.Run(fmt.Sprintf("users=%d/latency=%s", size, lat), func(b *testing.B) {
 				simURL, c := simProcess(b, size, lat)
