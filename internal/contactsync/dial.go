@@ -150,3 +150,12 @@ func DialFormsOf(c directory.Contact, country string) DialForms {
 	b, _ := Dial(c.Business, country)
 	return DialForms{Mobile: m, Home: h, Business: b}
 }
+
+// SetDialForms sets c.MobileDial, c.HomeDial and c.BusinessDial to the
+// dialling forms of c's numbers (see Dial), national numbers read in country
+// (ISO 3166-1 alpha-2, "" = unknown; Service.DefaultCountry gives the PBX's).
+// Every writer of contacts calls it, so the stored forms follow the numbers.
+func SetDialForms(c *directory.Contact, country string) {
+	f := DialFormsOf(*c, country)
+	c.MobileDial, c.HomeDial, c.BusinessDial = f.Mobile, f.Home, f.Business
+}

@@ -50,7 +50,10 @@
 //
 // # Phone numbers
 //
-// Numbers are stored as entered. Dial gives the dialling form (E.164 where
-// the country is known: from the number's international prefix, the
-// contact's address, or the PBX's default country in the settings).
+// Numbers are stored as entered, and next to them their dialling forms
+// (directory.Contact.MobileDial, HomeDial, BusinessDial; see Dial and
+// SetDialForms): E.164 where the country is known, from the number's
+// international prefix or the PBX's default country in the settings. A run
+// recomputes the forms of every synced contact, so a changed default country
+// rewrites the ones it changes; the admin API fills them for local contacts.
 package contactsync

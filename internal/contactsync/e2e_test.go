@@ -214,6 +214,9 @@ type env struct {
 // simLatency is added to every request the sim serves (the scale test sets it).
 var simLatency time.Duration
 
+// simContactsPerUser is sim.Config.ContactsPerUser (the scale test sets it; 0 = the default data).
+var simContactsPerUser int
+
 type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -236,7 +239,7 @@ func newSizedEnv(t testing.TB, dsn string, users, nSynced int, level slog.Level,
 	e := &env{t: t, exts: map[string]string{}, nums: map[string]string{}}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	var err error
-	e.tenant, err = sim.New(sim.Config{TenantID: tenantID, ClientID: clientID, ClientSecret: clientSecret, Users: users, Groups: 4, Seed: 11, Latency: simLatency})
+	e.tenant, err = sim.New(sim.Config{TenantID: tenantID, ClientID: clientID, ClientSecret: clientSecret, Users: users, Groups: 4, Seed: 11, Latency: simLatency, ContactsPerUser: simContactsPerUser})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -945,4 +948,90 @@ func TestDeltaExpired(t *testing.T) {
 	for _, u := range e.synced {
 		e.checkPersonal(u.ID)
 	}
+}
+
+// TestDialForms: synced contacts are stored with the dialling forms of their
+// numbers in the PBX's default country, a changed country rewrites them, and
+// the admin API fills them for local contacts.
+func TestDialForms(t *testing.T) {
+	backends(t, func(t *testing.T, dsn func(t *testing.T) string) {
+		e := newEnv(t, dsn(t), 12)
+		check := func(country string) (national int) {
+			t.Helper()
+			n := 0
+			for _, u := range e.synced {
+				for _, c := range e.personal(u.ID) {
+					for _, f := range []string{"mobile", "home", "business"} {
+						raw := c[f].(string)
+						want, _ := contactsync.Dial(raw, country)
+						if c[f+"Dial"] != want {
+							t.Fatalf("%s %q in %q: stored %sDial %q, want %q", u.ID, raw, country, f, c[f+"Dial"], want)
+						}
+						if raw != "" && !strings.HasPrefix(raw, "+") {
+							national++
+						}
+						n++
+					}
+				}
+			}
+			if n == 0 {
+				t.Fatal("no contacts synced")
+			}
+			return national
+		}
+		// The generated numbers are international; add a contact in national form.
+		gc, err := e.svc.AppClient(t.Context(), directory.DefaultPBX)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gc.Do(t.Context(), "POST", "/users/"+e.synced[0].ID+"/contacts", nil, map[string]any{"givenName": "Nat", "surname": "Ional",
+			"mobilePhone": "0171 1234567", "homePhones": []string{"030 123456"}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		e.put(map[string]any{"personal": map[string]any{"enabled": true, "range": "all"}, "defaultCountry": "DE"})
+		if r := e.run(); r.State != "succeeded" || r.Created == 0 {
+			t.Fatalf("first run: %+v", r)
+		}
+		if check("DE") == 0 {
+			t.Fatal("no national numbers: the test proves nothing")
+		}
+		if !slices.ContainsFunc(e.personal(e.synced[0].ID), func(c map[string]any) bool {
+			return c["mobile"] == "0171 1234567" && c["mobileDial"] == "+491711234567" && c["homeDial"] == "+4930123456"
+		}) {
+			t.Fatalf("national numbers not normalised: %v", e.personal(e.synced[0].ID))
+		}
+		// Another country: the contacts whose forms change are rewritten, once.
+		changes := 0
+		for _, u := range e.synced {
+			for _, c := range e.personal(u.ID) {
+				for _, f := range []string{"mobile", "home", "business"} {
+					de, _ := contactsync.Dial(c[f].(string), "DE")
+					gb, _ := contactsync.Dial(c[f].(string), "GB")
+					if de != gb {
+						changes++
+						break
+					}
+				}
+			}
+		}
+		e.put(map[string]any{"personal": map[string]any{"enabled": true, "range": "all"}, "defaultCountry": "GB"})
+		if r := e.run(); r.State != "succeeded" || changes == 0 || r.Updated != changes || r.Created+r.Deleted != 0 {
+			t.Fatalf("run after the country changed: %+v, want %d updated", r, changes)
+		}
+		check("GB")
+		if r := e.run(); r.Created+r.Updated+r.Deleted != 0 {
+			t.Fatalf("third run changed contacts: %+v", r)
+		}
+
+		// Local contacts through the admin API.
+		ext := e.exts[e.synced[0].ID]
+		code, out := e.api("POST", "/api/v1/extensions/"+ext+"/contacts", map[string]any{"firstName": "Local", "mobile": "07700 900123", "business": "+49 (0)30 1234567", "home": "2345"})
+		if code != 201 || out["mobileDial"] != "+447700900123" || out["businessDial"] != "+49301234567" || out["homeDial"] != "2345" {
+			t.Fatalf("create local contact: %d %v", code, out)
+		}
+		code, out = e.api("PATCH", "/api/v1/extensions/"+ext+"/contacts/"+out["id"].(string), map[string]any{"mobile": "", "home": "020 7946 0000"})
+		if code != 200 || out["mobileDial"] != "" || out["homeDial"] != "+442079460000" || out["businessDial"] != "+49301234567" || out["mobile"] != "" {
+			t.Fatalf("patch local contact: %d %v", code, out)
+		}
+	})
 }

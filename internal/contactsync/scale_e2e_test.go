@@ -17,8 +17,10 @@ import (
 )
 
 // TestScale syncs the personal contacts of every user of a large simulated
-// tenant (CONTACTS_SCALE_USERS, default 10,000) and reports time, Graph
-// requests and memory for the first (full) run and the second (delta) run.
+// tenant (CONTACTS_SCALE_USERS, default 10,000, each with exactly
+// CONTACTS_SCALE_PER_USER contacts, default 50; 0 = the sim's default mix)
+// and reports time, Graph requests and memory for the first (full) run and
+// the second (delta) run.
 // CONTACTS_SCALE_LATENCY (e.g. 20ms) adds latency to every request the sim
 // serves; CONTACTS_SCALE_NOBATCH=1 reads without $batch:
 //
@@ -28,13 +30,18 @@ func TestScale(t *testing.T) {
 	if v := os.Getenv("CONTACTS_SCALE_USERS"); v != "" {
 		users, _ = strconv.Atoi(v)
 	}
+	simContactsPerUser = 50
+	if v := os.Getenv("CONTACTS_SCALE_PER_USER"); v != "" {
+		simContactsPerUser, _ = strconv.Atoi(v)
+	}
+	t.Cleanup(func() { simContactsPerUser = 0 })
 	if v := os.Getenv("CONTACTS_SCALE_LATENCY"); v != "" {
 		simLatency, _ = time.ParseDuration(v)
 		t.Cleanup(func() { simLatency = 0 })
 	}
 	start := time.Now()
 	e := newSizedEnv(t, "sqlite:"+filepath.Join(t.TempDir(), "sb.db"), users, -1, slog.LevelWarn, true)
-	t.Logf("setup: %d users, %d synced extensions in %v", users, len(e.synced), time.Since(start))
+	t.Logf("setup: %d users (%d contacts each, 0 = default mix), %d synced extensions in %v", users, simContactsPerUser, len(e.synced), time.Since(start))
 	e.put(map[string]any{"personal": map[string]any{"enabled": true, "range": "all"}})
 	e.cs.DisableBatch = os.Getenv("CONTACTS_SCALE_NOBATCH") != ""
 	t.Logf("sim latency %v, $batch %v", simLatency, !e.cs.DisableBatch)

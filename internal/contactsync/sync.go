@@ -688,6 +688,13 @@ func (r *run) syncOwner(ctx context.Context, j job, pre map[string]*prefetch) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// The dialling forms follow the numbers and the PBX's default country:
+	// contacts stored before the country changed (or before the forms were
+	// stored at all) are rewritten.
+	for id, c := range cur {
+		SetDialForms(&c, r.country)
+		cur[id] = c
+	}
 
 	created, updated, deleted, unchanged := diff(before, cur)
 	if created+updated+deleted > 0 {
@@ -753,7 +760,8 @@ func diff(before, after map[string]directory.Contact) (created, updated, deleted
 
 func sameContact(a, b directory.Contact) bool {
 	return a.FirstName == b.FirstName && a.LastName == b.LastName && a.Company == b.Company && a.Mobile == b.Mobile &&
-		a.Home == b.Home && a.Business == b.Business && a.Email == b.Email
+		a.Home == b.Home && a.Business == b.Business && a.Email == b.Email &&
+		a.MobileDial == b.MobileDial && a.HomeDial == b.HomeDial && a.BusinessDial == b.BusinessDial
 }
 
 // access says how a mailbox answered.

@@ -143,9 +143,16 @@ type Contact struct {
 	Mobile      string `json:"mobile"`
 	Home        string `json:"home"`
 	Business    string `json:"business"`
-	Email       string `json:"email"`
-	Source      Source `json:"source"`
-	EntraID     string `json:"entraId,omitempty"`
+	// MobileDial, HomeDial and BusinessDial are the dialling forms of Mobile,
+	// Home and Business (E.164 where the country is known, else the digits;
+	// "" where the number is empty or not diallable). They are derived from
+	// the numbers, which are kept as entered, and never entered themselves.
+	MobileDial   string `json:"mobileDial"`
+	HomeDial     string `json:"homeDial"`
+	BusinessDial string `json:"businessDial"`
+	Email        string `json:"email"`
+	Source       Source `json:"source"`
+	EntraID      string `json:"entraId,omitempty"`
 }
 
 // VisibilityKind says to whom a phonebook is visible.

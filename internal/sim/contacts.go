@@ -64,8 +64,8 @@ func (m *mailbox) add(c *contact) {
 	m.contacts = append(m.contacts, c)
 }
 
-// genMailbox derives u's contacts from the seed.
-func genMailbox(seed int64, u *user) *mailbox {
+// genMailbox derives u's contacts from the seed; perUser > 0 is Config.ContactsPerUser.
+func genMailbox(seed int64, u *user, perUser int) *mailbox {
 	r := newRNG(seed, "contacts/"+u.id)
 	m := &mailbox{owner: u.id}
 	m.folders = []*cfolder{{id: r.outlookID("F0"), name: "Contacts"}}
@@ -78,6 +78,9 @@ func genMailbox(seed int64, u *user) *mailbox {
 		m.folders = append(m.folders, &cfolder{id: r.outlookID("F1"), name: "Partners"})
 	case u.userType == "Guest":
 		return m
+	case perUser > 0:
+		n = perUser
+		m.contacts = make([]*contact, 0, n)
 	case r.chance(0.6):
 		n = 3 + r.IntN(18)
 		if r.chance(0.3) {
@@ -297,7 +300,7 @@ func (t *Tenant) mailboxFor(r *http.Request, write bool) (*user, *mailbox, *gerr
 	if m := t.st.mailboxes[u.id]; m != nil {
 		return u, m, nil
 	}
-	m := genMailbox(t.cfg.Seed, u)
+	m := genMailbox(t.cfg.Seed, u, t.cfg.ContactsPerUser)
 	if write {
 		t.st.mailboxes[u.id] = m
 	}
@@ -768,7 +771,7 @@ func (t *Tenant) SharedMailboxes() []SharedMailbox {
 func (t *Tenant) contactCount(u *user) int {
 	m := t.st.mailboxes[u.id]
 	if m == nil {
-		m = genMailbox(t.cfg.Seed, u)
+		m = genMailbox(t.cfg.Seed, u, t.cfg.ContactsPerUser)
 	}
 	n := 0
 	for _, c := range m.contacts {
@@ -795,7 +798,7 @@ func (t *Tenant) Contacts(userKey string) ([]ContactInfo, bool) {
 	}
 	m := t.st.mailboxes[u.id]
 	if m == nil {
-		m = genMailbox(t.cfg.Seed, u)
+		m = genMailbox(t.cfg.Seed, u, t.cfg.ContactsPerUser)
 	}
 	var out []ContactInfo
 	for _, c := range m.contacts {

@@ -17,7 +17,8 @@
 // personal contacts in the default Contacts folder and sometimes a named folder (a few
 // invalid on purpose: no name, no phone) and a Teams presence for everyone. Contacts are
 // generated from the seed on each read until the first write to a mailbox, so 100,000
-// users with contacts cost about 80 MB.
+// users with contacts cost about 80 MB. Config.ContactsPerUser gives every member user
+// exactly that many contacts instead (benchmarks), generated the same way.
 //
 // # Graph endpoints (under /v1.0)
 //

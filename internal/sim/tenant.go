@@ -31,6 +31,13 @@ type Config struct {
 	TenantID, ClientID, ClientSecret string
 	Users, Groups                    int
 	Seed                             int64
+	// ContactsPerUser, when > 0, gives every member user exactly that many personal
+	// contacts, all in the default Contacts folder (no named folders), instead of the
+	// default mix (3-20 contacts for about 60% of users). They are generated from the
+	// seed on each read like the default ones (a few invalid on purpose), so the count
+	// costs no memory until a mailbox is written. Shared mailboxes, guests and users
+	// created through the API are unaffected. 0 keeps the default data.
+	ContactsPerUser int
 	// Latency is added to every request (identity, Graph and admin).
 	Latency time.Duration
 	Now     func() time.Time // default time.Now

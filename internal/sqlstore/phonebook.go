@@ -150,9 +150,9 @@ func (s *Store) DeletePhonebook(ctx context.Context, pbx, id string, check func(
 // --- contacts ---
 
 const contactCols = `id, pbx_id, phonebook_id, extension_id, first_name, last_name, company, mobile, home, business,
-	email, source, entra_id, sort_key, search`
+	email, source, entra_id, sort_key, search, mobile_dial, home_dial, business_dial`
 
-const contactColCount = 15
+const contactColCount = 18
 
 func contactSortKey(c *directory.Contact) string {
 	k := strings.ToLower(strings.TrimSpace(strings.TrimSpace(c.FirstName) + " " + strings.TrimSpace(c.LastName)))
@@ -175,7 +175,8 @@ func nullable(s string) any {
 
 func contactArgs(pbx string, c *directory.Contact) []any {
 	return []any{c.ID, pbx, nullable(c.PhonebookID), nullable(c.ExtensionID), c.FirstName, c.LastName, c.Company,
-		c.Mobile, c.Home, c.Business, c.Email, string(c.Source), c.EntraID, contactSortKey(c), contactSearch(c)}
+		c.Mobile, c.Home, c.Business, c.Email, string(c.Source), c.EntraID, contactSortKey(c), contactSearch(c),
+		c.MobileDial, c.HomeDial, c.BusinessDial}
 }
 
 func scanContact(r rowScanner) (*directory.Contact, string, error) {
@@ -183,7 +184,7 @@ func scanContact(r rowScanner) (*directory.Contact, string, error) {
 	var pb, ext sql.NullString
 	var source, sortKey, search string
 	if err := r.Scan(&c.ID, &c.PBXID, &pb, &ext, &c.FirstName, &c.LastName, &c.Company, &c.Mobile, &c.Home,
-		&c.Business, &c.Email, &source, &c.EntraID, &sortKey, &search); err != nil {
+		&c.Business, &c.Email, &source, &c.EntraID, &sortKey, &search, &c.MobileDial, &c.HomeDial, &c.BusinessDial); err != nil {
 		return nil, "", err
 	}
 	c.PhonebookID, c.ExtensionID, c.Source = pb.String, ext.String, directory.Source(source)
@@ -344,7 +345,8 @@ func (s *Store) UpdateContact(ctx context.Context, pbx, id string, fn func(*dire
 		a := contactArgs(pbx, &c)
 		args := append([]any{a[0], a[1]}, a[4:]...) // every column but the owner
 		if _, err := tx.ExecContext(ctx, `UPDATE contact SET first_name = $3, last_name = $4, company = $5, mobile = $6, home = $7,
-			business = $8, email = $9, source = $10, entra_id = $11, sort_key = $12, search = $13
+			business = $8, email = $9, source = $10, entra_id = $11, sort_key = $12, search = $13,
+			mobile_dial = $14, home_dial = $15, business_dial = $16
 			WHERE id = $1 AND pbx_id = $2`, args...); err != nil {
 			return err
 		}

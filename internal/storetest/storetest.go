@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DeleteCascades", testDeleteCascades},
 		{"Phonebooks", testPhonebooks},
 		{"Contacts", testContacts},
+		{"ContactDialForms", testContactDialForms},
 		{"ContactPagination", testContactPagination},
 		{"ReplaceSyncedContacts", testReplaceSyncedContacts},
 		{"Visibility", testVisibility},
@@ -1190,6 +1191,61 @@ func testContacts(t *testing.T, s store.Store) {
 	_, err = s.GetContact(ctx, pbx, c.ID)
 	wantNotFound(t, "GetContact after delete", err)
 	wantNotFound(t, "DeleteContact again", s.DeleteContact(ctx, pbx, c.ID, nil))
+}
+
+// testContactDialForms checks that the dialling forms are stored next to the
+// numbers as entered by every write path and come back from every read path.
+func testContactDialForms(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	pbx := newPBX(t, s, 0)
+	e := mustCreateExt(t, s, pbx, ext("100", "", "", ""))
+	pb := &directory.Phonebook{Name: "Book"}
+	if err := s.CreatePhonebook(ctx, pbx, pb); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetVisibility(ctx, pbx, pb.ID, []directory.Visibility{{Kind: directory.VisibleToEveryone}}); err != nil {
+		t.Fatal(err)
+	}
+	c := &directory.Contact{PhonebookID: pb.ID, FirstName: "Ada", Mobile: "0171 1234567", Home: "030 123456",
+		Business: "+44 (0)20 7946 0000", MobileDial: "+491711234567", HomeDial: "+4930123456", BusinessDial: "+442079460000"}
+	if err := s.CreateContact(ctx, pbx, c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetContact(ctx, pbx, c.ID)
+	if err != nil || *got != *c {
+		t.Fatalf("GetContact = %+v, %v\nwant %+v", got, err, c)
+	}
+	up, err := s.UpdateContact(ctx, pbx, c.ID, func(x *directory.Contact) error {
+		x.Home, x.HomeDial, x.MobileDial = "", "", "01711234567" // dialling forms are stored as given
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetContact(ctx, pbx, c.ID); err != nil || *got != *up || got.HomeDial != "" || got.MobileDial != "01711234567" || got.BusinessDial != "+442079460000" {
+		t.Fatalf("GetContact after update = %+v, %v\nwant %+v", got, err, up)
+	}
+	synced := []directory.Contact{{FirstName: "Synced", Mobile: "(425) 555-0100", MobileDial: "+14255550100", Business: "12", BusinessDial: "12", EntraID: "s1"}}
+	if err := s.ReplaceSyncedContacts(ctx, pbx, store.ContactOwner{ExtensionID: e.ID}, synced); err != nil {
+		t.Fatal(err)
+	}
+	cs, _, err := s.ListContacts(ctx, pbx, store.ContactQuery{ExtensionID: e.ID})
+	if err != nil || len(cs) != 1 || cs[0].MobileDial != "+14255550100" || cs[0].BusinessDial != "12" || cs[0].HomeDial != "" {
+		t.Fatalf("ListContacts(synced) = %+v, %v", cs, err)
+	}
+	vis, _, err := s.ListVisibleContacts(ctx, pbx, e.ID, store.ContactQuery{})
+	if err != nil || len(vis) != 2 {
+		t.Fatalf("ListVisibleContacts = %+v, %v", vis, err)
+	}
+	for _, v := range vis {
+		want := cs[0]
+		if v.ID == c.ID {
+			want = *up
+		}
+		if v != want {
+			t.Fatalf("ListVisibleContacts item = %+v\nwant %+v", v, want)
+		}
+	}
 }
 
 func contactName(c directory.Contact) string {
