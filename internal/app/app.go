@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/contactsync"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
+	"github.com/switchboard-pbx/switchboard/internal/jobs"
 	"github.com/switchboard-pbx/switchboard/internal/mail"
 	"github.com/switchboard-pbx/switchboard/internal/pbx"
 	"github.com/switchboard-pbx/switchboard/internal/portal"
@@ -52,6 +53,7 @@ type App struct {
 
 	Integration *integration.Service
 	Syncer      *syncer.Engine
+	Jobs        *jobs.Runner // sync runs asked by schedules, notifications and polling, as River jobs
 	Schedule    *schedule.Service
 	SSO         *sso.Service
 	Portal      *portal.Portal
@@ -116,7 +118,11 @@ func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error
 	a.Syncer = &syncer.Engine{Store: st, PBX: a.PBX, Graph: a.Integration, Mailer: mail.Sender{}, Logger: logger.With("component", "syncer"),
 		PortalURL: c.BaseURL() + "/"}
 	a.Syncer.Finished = a.syncFinished
-	a.Schedule = &schedule.Service{Store: st, Integration: a.Integration, Runner: syncRunner{a.Syncer}, Logger: logger.With("component", "schedule"),
+	if err := a.openJobs(ctx, st); err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.Schedule = &schedule.Service{Store: st, Integration: a.Integration, Runner: a.Jobs, Logger: logger.With("component", "schedule"),
 		PublicURL: c.PublicURL, AllowLocalURL: isLoopbackURL(c.GraphURL)}
 	a.Contacts = &contactsync.Service{Store: st, Graph: a.Integration, Logger: logger.With("component", "contacts")}
 	a.Integration.OnConnected = func(ctx context.Context, pbxID string) {
@@ -157,7 +163,7 @@ func New(ctx context.Context, c config.Config, logger *slog.Logger) (*App, error
 		return nil, err
 	}
 	a.API.StatusDecorators = append(a.API.StatusDecorators, a.API.SyncStatus())
-	a.workers = append(a.workers, a.Schedule.Run, a.Presence.Run)
+	a.workers = append(a.workers, a.runJobs, a.Schedule.Run, a.Presence.Run)
 	a.Handler = a.routes()
 	return a, nil
 }

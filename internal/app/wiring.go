@@ -3,20 +3,41 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 
 	"github.com/switchboard-pbx/switchboard/internal/graph"
+	"github.com/switchboard-pbx/switchboard/internal/jobs"
+	"github.com/switchboard-pbx/switchboard/internal/sqlstore"
 	"github.com/switchboard-pbx/switchboard/internal/syncer"
 )
 
-// syncRunner lets the scheduler and the webhooks start syncs: a trigger
-// starts a run for the PBX or joins the one already running.
-type syncRunner struct{ e *syncer.Engine }
+// openJobs builds the River client that runs the syncs schedules, change
+// notifications and polling ask for (a.Jobs, a schedule.Runner). PostgreSQL:
+// its own pgx pool on the same database, so several instances share the
+// jobs; SQLite: the store's single write connection, in this process.
+// River's tables are migrated here, next to ours.
+func (a *App) openJobs(ctx context.Context, st *sqlstore.Store) error {
+	cfg := jobs.Config{Store: st, Syncer: a.Syncer, Logger: a.Logger.With("component", "jobs")}
+	var err error
+	if st.Flavour() == "postgres" {
+		a.Jobs, err = jobs.OpenPostgres(ctx, a.Config.DB, cfg)
+	} else {
+		cfg.MaxWorkers = 2 // one writer: more workers only queue on it
+		a.Jobs, err = jobs.OpenSQLite(ctx, st.DB(), cfg)
+	}
+	if err != nil {
+		return fmt.Errorf("job queue: %w", err)
+	}
+	a.closers = append(a.closers, func() error { a.Jobs.Close(); return nil })
+	return nil
+}
 
-func (r syncRunner) Trigger(ctx context.Context, pbx, reason string) error {
-	_, err := r.e.Start(ctx, pbx, syncer.RunOptions{Trigger: reason})
-	return err
+// runJobs works sync jobs until ctx ends (a Serve worker); running syncs
+// then get the shutdown timeout to finish.
+func (a *App) runJobs(ctx context.Context) error {
+	return a.Jobs.Run(ctx, a.Config.ShutdownTimeout)
 }
 
 // isLoopbackURL reports whether u points at this machine (a simulated tenant).

@@ -1,0 +1,456 @@
+// Package jobs runs sync requests as durable River jobs, so that several
+// `switchboard serve` instances sharing one PostgreSQL database share the
+// work, and a SQLite deployment runs the same code path in one process.
+//
+// A trigger (schedule slot, change notification, poll) inserts a "sync" job
+// that carries only a key: the PBX and a debounce bucket. Triggers for one PBX
+// within one bucket collapse into one job (River unique jobs), which starts
+// when the bucket closes, so it sees every change of the window. The worker
+// calls syncer.Engine.Run; the engine's per-PBX lease keeps one run per PBX
+// across instances, and a job that finds the lease taken is snoozed instead
+// of holding a worker slot. This is the only package that imports River.
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/syncer"
+)
+
+// QueueSync is the River queue sync jobs run on.
+const QueueSync = "sync"
+
+// keyLease is syncer's per-PBX lease setting ({owner, run, expires}); the
+// worker reads it to snooze instead of waiting for another instance's run.
+const keyLease = "sync.lease"
+
+// Syncer runs one sync for a PBX (*syncer.Engine implements it).
+type Syncer interface {
+	Run(ctx context.Context, pbx string, opt syncer.RunOptions) (*syncer.Run, error)
+	// Running returns the run in progress in this process, or nil.
+	Running(pbx string) *syncer.Run
+}
+
+var _ Syncer = (*syncer.Engine)(nil)
+
+// SyncArgs is the "sync" job: a key, not a command. The worker reads the
+// current state and reconciles. PBX and Bucket make the job unique.
+type SyncArgs struct {
+	PBX    string `json:"pbx" river:"unique"`
+	Bucket int64  `json:"bucket" river:"unique"` // end of the debounce window, Unix seconds
+	Reason string `json:"reason"`
+	// RescueOf is the orphaned job this one replaces (see ReapArgs).
+	RescueOf int64 `json:"rescueOf,omitempty" river:"unique"`
+}
+
+// Kind implements river.JobArgs.
+func (SyncArgs) Kind() string { return "sync" }
+
+// Config configures a Runner. Zero values pick the defaults.
+type Config struct {
+	// Store is read for the PBX's sync lease.
+	Store store.Settings
+	// Syncer runs the syncs.
+	Syncer Syncer
+	Logger *slog.Logger
+	// ID names this instance in River (default: random).
+	ID string
+	// MaxWorkers bounds the sync jobs running at once in this instance (default 4).
+	MaxWorkers int
+	// Window is the debounce window: triggers for one PBX inside one window
+	// are one job, which starts when the window closes (default 5 s).
+	Window time.Duration
+	// MaxAttempts of a sync job before River discards it (default 8).
+	MaxAttempts int
+	// Snooze is how long a job waits when another run holds the PBX (default 2 s, plus jitter).
+	Snooze time.Duration
+	// JobTimeout cancels a job's context (default 30 min; the engine finishes
+	// its current step regardless).
+	JobTimeout time.Duration
+	// RescueStuckJobsAfter: a job running this long on an instance that
+	// vanished is retried elsewhere (default 35 min, at least JobTimeout).
+	RescueStuckJobsAfter time.Duration
+	// FetchPollInterval is how often workers look for jobs without a
+	// notification (default 1 s; SQLite always polls).
+	FetchPollInterval time.Duration
+	// ReapInterval is how often the leader looks for orphaned sync jobs (default 30 s).
+	ReapInterval time.Duration
+	// StuckAfter: a sync job running this long while its PBX has no live
+	// lease belongs to an instance that died; the reaper replaces it (default
+	// 2 min, above the engine's 1 min lease TTL).
+	StuckAfter time.Duration
+	// BeforeWork, when set, is called at the start of every sync job (tests
+	// use it to stop an instance mid-job). An error fails the attempt.
+	BeforeWork func(ctx context.Context, args SyncArgs) error
+}
+
+func (c *Config) defaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.ID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		c.ID = "switchboard-" + hex.EncodeToString(b[:])
+	}
+	if c.MaxWorkers <= 0 {
+		c.MaxWorkers = 4
+	}
+	if c.Window <= 0 {
+		c.Window = 5 * time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 8
+	}
+	if c.Snooze <= 0 {
+		c.Snooze = 2 * time.Second
+	}
+	if c.JobTimeout <= 0 {
+		c.JobTimeout = 30 * time.Minute
+	}
+	if c.RescueStuckJobsAfter < c.JobTimeout {
+		c.RescueStuckJobsAfter = max(35*time.Minute, c.JobTimeout)
+	}
+	if c.ReapInterval <= 0 {
+		c.ReapInterval = 30 * time.Second
+	}
+	if c.StuckAfter <= 0 {
+		c.StuckAfter = 2 * time.Minute
+	}
+	if c.FetchPollInterval <= 0 {
+		c.FetchPollInterval = time.Second
+	}
+}
+
+// client is what Runner needs of a *river.Client, whatever its driver.
+type client interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	StopAndCancel(ctx context.Context) error
+	JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error)
+	JobCancel(ctx context.Context, jobID int64) (*rivertype.JobRow, error)
+}
+
+// Runner owns the River client. Trigger makes it a schedule.Runner.
+type Runner struct {
+	cfg    Config
+	client client
+	close  func()
+}
+
+// OpenPostgres migrates River's tables in the database at url (a separate
+// pgx pool; River keeps its own tables next to ours) and builds a Runner.
+func OpenPostgres(ctx context.Context, url string, cfg Config) (*Runner, error) {
+	cfg.defaults()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: open postgres: %w", err)
+	}
+	driver := riverpgxv5.New(pool)
+	if err := migratePostgres(ctx, pool, driver, cfg.Logger); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, close: pool.Close}
+	if r.client, err = newClient(driver, r); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// migratePostgres runs River's migrations under a session advisory lock, so
+// instances starting together do not race. (Not in one transaction: River's
+// migrations add enum values that later ones use.)
+func migratePostgres(ctx context.Context, pool *pgxpool.Pool, driver *riverpgxv5.Driver, log *slog.Logger) error {
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: log})
+	if err != nil {
+		return fmt.Errorf("jobs: river migrator: %w", err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("jobs: migration lock: %w", err)
+	}
+	defer conn.Release()
+	const lock = `hashtext('switchboard.river.migrate')`
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+lock+`)`); err != nil {
+		return fmt.Errorf("jobs: migration lock: %w", err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lock+`)`) }()
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("jobs: river migrations: %w", err)
+	}
+	return nil
+}
+
+// OpenSQLite migrates River's tables into the SQLite database behind db (the
+// store's single write connection: River and the store then queue on it
+// instead of meeting SQLITE_BUSY) and builds a Runner.
+func OpenSQLite(ctx context.Context, db *sql.DB, cfg Config) (*Runner, error) {
+	cfg.defaults()
+	driver := riversqlite.New(db)
+	m, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: river migrator: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return nil, fmt.Errorf("jobs: river migrations: %w", err)
+	}
+	r := &Runner{cfg: cfg, close: func() {}}
+	if r.client, err = newClient(driver, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func newClient[TTx any](driver riverdriver.Driver[TTx], r *Runner) (*river.Client[TTx], error) {
+	cfg := r.cfg
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &syncWorker{cfg: &r.cfg})
+	river.AddWorker(workers, &reapWorker{r: r})
+	c, err := river.NewClient(driver, &river.Config{
+		ID:     cfg.ID,
+		Logger: cfg.Logger.With("component", "river"),
+		Queues: map[string]river.QueueConfig{
+			QueueSync:          {MaxWorkers: cfg.MaxWorkers},
+			river.QueueDefault: {MaxWorkers: 1},
+		},
+		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.ReapInterval),
+			func() (river.JobArgs, *river.InsertOpts) { return ReapArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true})},
+		Workers:              workers,
+		JobTimeout:           cfg.JobTimeout,
+		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		FetchPollInterval:    cfg.FetchPollInterval,
+		FetchCooldown:        min(100*time.Millisecond, cfg.FetchPollInterval),
+		MaxAttempts:          cfg.MaxAttempts,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: river client: %w", err)
+	}
+	return c, nil
+}
+
+// Trigger asks for a sync of the PBX (schedule.Runner). Triggers for one PBX
+// inside one Window are one job; it starts when the window closes.
+func (r *Runner) Trigger(ctx context.Context, pbx, reason string) error {
+	_, err := r.insert(ctx, pbx, reason, time.Now())
+	return err
+}
+
+// insert inserts the sync job of the window holding now; it reports whether
+// a new job was inserted (false: one was already there).
+func (r *Runner) insert(ctx context.Context, pbx, reason string, now time.Time) (bool, error) {
+	w := r.cfg.Window
+	end := now.Truncate(w).Add(w)
+	res, err := r.client.Insert(ctx, SyncArgs{PBX: pbx, Bucket: end.Unix(), Reason: reason}, &river.InsertOpts{
+		Queue:       QueueSync,
+		ScheduledAt: end,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+	})
+	if err != nil {
+		return false, fmt.Errorf("jobs: enqueue sync for %s: %w", pbx, err)
+	}
+	return !res.UniqueSkippedAsDuplicate, nil
+}
+
+// Start starts working jobs; it returns at once. Call Stop to end.
+func (r *Runner) Start(ctx context.Context) error {
+	if err := r.client.Start(ctx); err != nil {
+		return fmt.Errorf("jobs: start: %w", err)
+	}
+	return nil
+}
+
+// Run starts the client and blocks until ctx ends, then stops it: running
+// syncs get until drain to finish, after which their contexts are cancelled.
+// It fits App's background workers.
+func (r *Runner) Run(ctx context.Context, drain time.Duration) error {
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
+	defer cancel()
+	if err := r.client.Stop(sctx); err != nil {
+		hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer hcancel()
+		if err := r.client.StopAndCancel(hctx); err != nil {
+			return fmt.Errorf("jobs: stop: %w", err)
+		}
+	}
+	return ctx.Err()
+}
+
+// Stop stops the client gracefully: running jobs finish first.
+func (r *Runner) Stop(ctx context.Context) error { return r.client.Stop(ctx) }
+
+// StopAndCancel stops the client, cancelling the contexts of running jobs.
+func (r *Runner) StopAndCancel(ctx context.Context) error { return r.client.StopAndCancel(ctx) }
+
+// Close releases the PostgreSQL pool (after Stop).
+func (r *Runner) Close() { r.close() }
+
+// syncWorker works "sync" jobs.
+type syncWorker struct {
+	river.WorkerDefaults[SyncArgs]
+	cfg *Config
+}
+
+func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
+	a := job.Args
+	log := w.cfg.Logger.With("pbx", a.PBX, "job", job.ID, "attempt", job.Attempt, "reason", a.Reason)
+	if w.cfg.BeforeWork != nil {
+		if err := w.cfg.BeforeWork(ctx, a); err != nil {
+			return err
+		}
+	}
+	// One run per PBX: when another run holds it (another instance, or
+	// "update now" here), come back later without holding a worker slot.
+	if w.cfg.Syncer.Running(a.PBX) != nil {
+		log.DebugContext(ctx, "jobs: a sync of this PBX is running here; snoozing")
+		return river.JobSnooze(w.snooze())
+	}
+	if held, err := leaseHeld(ctx, w.cfg.Store, a.PBX, time.Now()); err != nil {
+		return err
+	} else if held {
+		log.DebugContext(ctx, "jobs: another instance holds this PBX's sync lease; snoozing")
+		return river.JobSnooze(w.snooze())
+	}
+	run, err := w.cfg.Syncer.Run(ctx, a.PBX, syncer.RunOptions{Trigger: a.Reason})
+	if err != nil {
+		return err
+	}
+	return Outcome(run)
+}
+
+func (w *syncWorker) snooze() time.Duration {
+	j, _ := rand.Int(rand.Reader, big.NewInt(int64(w.cfg.Snooze/2)+1))
+	return w.cfg.Snooze + time.Duration(j.Int64())
+}
+
+// Outcome maps a finished run to what River does with its job: nil
+// (completed: succeeded, waiting for deletion confirmation, or a dry run),
+// river.JobCancel for a terminal state (integration not connected or
+// disabled, sync paused or off: the run record says why), and an error for
+// everything else (a Graph read or apply failure, throttling, 5xx, a store
+// error), which River retries with backoff.
+func Outcome(run *syncer.Run) error {
+	if run == nil {
+		return errors.New("jobs: sync returned no run")
+	}
+	switch run.State {
+	case syncer.StateSucceeded, syncer.StateNeedsConfirmation, syncer.StateDryRun, syncer.StateConfirmed:
+		return nil
+	}
+	switch run.ErrorCode {
+	case "paused", "disabled", "not_connected":
+		return river.JobCancel(fmt.Errorf("sync run %s: %s: %s", run.ID, run.ErrorCode, run.Error))
+	}
+	return fmt.Errorf("sync run %s failed (%s): %s", run.ID, run.ErrorCode, run.Error)
+}
+
+// leaseHeld reports whether the PBX's sync lease is held and not expired.
+func leaseHeld(ctx context.Context, st store.Settings, pbx string, now time.Time) (bool, error) {
+	b, err := st.GetSetting(ctx, pbx, keyLease)
+	if errors.Is(err, store.ErrNotFound) || err == nil && len(b) == 0 {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("jobs: reading the sync lease: %w", err)
+	}
+	var l struct {
+		Owner   string    `json:"owner"`
+		Expires time.Time `json:"expires"`
+	}
+	if json.Unmarshal(b, &l) != nil || l.Owner == "" {
+		return false, nil
+	}
+	return now.Before(l.Expires), nil
+}
+
+// ReapArgs is the periodic "sync.reap" job (the leader inserts it every
+// ReapInterval). It finds sync jobs orphaned by an instance that died mid-job
+// (running for StuckAfter while their PBX has no live lease), cancels them
+// and inserts a replacement, which any instance picks up at once. River's
+// own rescuer would retry the orphan only after RescueStuckJobsAfter; a
+// cancelled orphan is not retried.
+type ReapArgs struct{}
+
+// Kind implements river.JobArgs.
+func (ReapArgs) Kind() string { return "sync.reap" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts: one pending reap at a time.
+func (ReapArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 1, UniqueOpts: river.UniqueOpts{ByArgs: true,
+		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+			rivertype.JobStateRetryable, rivertype.JobStateScheduled}}}
+}
+
+type reapWorker struct {
+	river.WorkerDefaults[ReapArgs]
+	r *Runner
+}
+
+func (w *reapWorker) Work(ctx context.Context, _ *river.Job[ReapArgs]) error {
+	_, err := w.r.reap(ctx, time.Now())
+	return err
+}
+
+// reap replaces orphaned sync jobs and returns how many it replaced.
+func (r *Runner) reap(ctx context.Context, now time.Time) (int, error) {
+	res, err := r.client.JobList(ctx, river.NewJobListParams().Kinds(SyncArgs{}.Kind()).States(rivertype.JobStateRunning).First(1000))
+	if err != nil {
+		return 0, fmt.Errorf("jobs: listing running sync jobs: %w", err)
+	}
+	n := 0
+	for _, j := range res.Jobs {
+		if j.AttemptedAt == nil || now.Sub(*j.AttemptedAt) < r.cfg.StuckAfter {
+			continue
+		}
+		var a SyncArgs
+		var meta struct {
+			CancelAttemptedAt *time.Time `json:"cancel_attempted_at"`
+		}
+		if json.Unmarshal(j.EncodedArgs, &a) != nil || json.Unmarshal(j.Metadata, &meta) == nil && meta.CancelAttemptedAt != nil {
+			continue // already replaced; River's rescuer cancels it for good
+		}
+		held, err := leaseHeld(ctx, r.cfg.Store, a.PBX, now)
+		if err != nil {
+			return n, err
+		}
+		if held {
+			continue // a live run: its instance renews the lease
+		}
+		_, err = r.client.Insert(ctx, SyncArgs{PBX: a.PBX, Reason: a.Reason, RescueOf: j.ID}, &river.InsertOpts{
+			Queue: QueueSync, UniqueOpts: river.UniqueOpts{ByArgs: true}})
+		if err != nil {
+			return n, fmt.Errorf("jobs: replacing orphaned job %d: %w", j.ID, err)
+		}
+		if _, err := r.client.JobCancel(ctx, j.ID); err != nil {
+			return n, fmt.Errorf("jobs: cancelling orphaned job %d: %w", j.ID, err)
+		}
+		n++
+		r.cfg.Logger.WarnContext(ctx, "jobs: replaced a sync job orphaned by a stopped instance",
+			"pbx", a.PBX, "job", j.ID, "attemptedBy", j.AttemptedBy)
+	}
+	return n, nil
+}
