@@ -224,6 +224,11 @@ func (s *Server) sipCredentials(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if len(e.SIPSecret) == 0 {
+		// Imported without a SIP secret: give it one now rather than fail.
+		s.rotateSIP(w, r)
+		return
+	}
 	pw, err := s.PBX.SIPPassword(e)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("open SIP secret: %w", err))

@@ -5,25 +5,35 @@
 //
 //	go test -tags e2e -run TestBrowser ./internal/portal/
 //
-// SWITCHBOARD_SCREENSHOTS=DIR keeps the screenshots (1280 px wide) in DIR;
+// SWITCHBOARD_SCREENSHOTS=DIR keeps the screenshots (1280 px wide, 128
+// colours) in DIR, relative to the module root unless absolute: the docs'
+// set is made with SWITCHBOARD_SCREENSHOTS=docs/screenshots;
 // CHROMIUM overrides the browser path (default /usr/bin/chromium).
 package portal_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -31,6 +41,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/api"
 	"github.com/switchboard-pbx/switchboard/internal/contactsync"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/graph"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
 	"github.com/switchboard-pbx/switchboard/internal/mail"
 	"github.com/switchboard-pbx/switchboard/internal/portal"
@@ -54,6 +65,7 @@ type browser struct {
 	ctx  context.Context
 	base string
 	shot string // screenshot folder
+	keep bool   // the screenshots are kept (for the docs): make them small
 
 	mu       sync.Mutex
 	problems []string // script exceptions and console errors (CSP violations included)
@@ -79,13 +91,8 @@ func newBrowser(t *testing.T, base string) *browser {
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 100*time.Second)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	dir := os.Getenv("SWITCHBOARD_SCREENSHOTS")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	b := &browser{t: t, ctx: ctx, base: base, shot: dir}
+	dir, keep := screenshotDir(t)
+	b := &browser{t: t, ctx: ctx, base: base, shot: dir, keep: keep}
 	b.do(chromedp.EmulateViewport(1280, 900))
 	// Collect what the page reports wrong: uncaught exceptions and console
 	// errors other than failed requests (the tests provoke 4xx answers).
@@ -192,9 +199,14 @@ func (b *browser) text(sel string) string {
 	return eval[string](b, fmt.Sprintf(`(document.querySelector(%s) || {textContent: ''}).textContent`, js(sel)))
 }
 
+// click clicks the element once visible. The toast is emptied first, so
+// that a wait for the toast that follows sees this click's answer, never
+// the one before.
 func (b *browser) click(sel string) {
 	b.t.Helper()
-	b.do(chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
+	eval[bool](b, `(() => { const t = document.getElementById('toast'); if (t) t.textContent = ''; return true; })()`)
+	b.do(chromedp.Click(chromedp.CSS(sel)))
 }
 
 // fill sets a field's value the way typing would (input events included).
@@ -205,26 +217,146 @@ func (b *browser) fill(sel, value string) {
 		e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true})); return true; })()`, js(sel), js(value)))
 }
 
-// screenshot saves the viewport, or with full the whole page (PNG).
+// screenshot saves the viewport, or with full the whole page (PNG). The
+// toast is hidden first (it belongs to the step before, not the page).
+// Screenshots kept for the docs (SWITCHBOARD_SCREENSHOTS) are reduced to
+// 128 colours so that the committed files stay small.
 func (b *browser) screenshot(name string, full bool) string {
 	b.t.Helper()
+	eval[bool](b, `(() => { const t = document.getElementById('toast'); if (t) { t.style.transition = 'none'; t.classList.remove('show'); } return true; })()`)
+	b.do(chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, 1, 1)) // no hover highlight
 	shot := chromedp.CaptureScreenshot()
 	if full {
 		shot = chromedp.FullScreenshot(100)
 	}
-	png, err := chromedp.Run(b.ctx, shot)
+	img, err := chromedp.Run(b.ctx, shot)
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
+	eval[bool](b, `(() => { const t = document.getElementById('toast'); if (t) t.style.transition = ''; return true; })()`)
+	if b.keep {
+		if img, err = quantize(img); err != nil {
+			b.t.Fatalf("screenshot %s: %v", name, err)
+		}
+	}
 	p := filepath.Join(b.shot, name+".png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
+	if err := os.WriteFile(p, img, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
 	return p
 }
 
+// scrollTo scrolls the page so that the element sits just below the top bar.
+func (b *browser) scrollTo(sel string) {
+	b.t.Helper()
+	b.do(chromedp.WaitVisible(chromedp.CSS(sel)))
+	eval[bool](b, fmt.Sprintf(`(() => { const e = document.querySelector(%s); window.scrollTo(0, e.getBoundingClientRect().top + window.scrollY - 72); return true; })()`, js(sel)))
+}
+
+// quantize re-encodes a PNG with a palette of at most 128 colours: the most
+// frequent ones, skipping colours close to one already chosen so that rare
+// accents (a red badge) keep a colour of their own. UI screenshots are flat
+// enough that no dithering is needed.
+func quantize(src []byte) ([]byte, error) {
+	const maxColors = 128
+	img, err := png.Decode(bytes.NewReader(src))
+	if err != nil {
+		return nil, err
+	}
+	bounds := img.Bounds()
+	rgba := image.NewRGBA(bounds)
+	draw.Draw(rgba, bounds, img, bounds.Min, draw.Src)
+	counts := map[color.RGBA]int{}
+	for i := 0; i < len(rgba.Pix); i += 4 {
+		counts[color.RGBA{rgba.Pix[i], rgba.Pix[i+1], rgba.Pix[i+2], 255}]++
+	}
+	byCount := make([]color.RGBA, 0, len(counts))
+	for c := range counts {
+		byCount = append(byCount, c)
+	}
+	slices.SortFunc(byCount, func(a, b color.RGBA) int {
+		if d := counts[b] - counts[a]; d != 0 {
+			return d
+		}
+		return int(a.R)<<16 + int(a.G)<<8 + int(a.B) - (int(b.R)<<16 + int(b.G)<<8 + int(b.B))
+	})
+	dist := func(a, b color.RGBA) int {
+		dr, dg, db := int(a.R)-int(b.R), int(a.G)-int(b.G), int(a.B)-int(b.B)
+		return dr*dr + dg*dg + db*db
+	}
+	var pal color.Palette
+	for _, minDist := range []int{300, 100, 30, 0} { // coarse first, then fill up
+		for _, c := range byCount {
+			if len(pal) == maxColors {
+				break
+			}
+			near := false
+			for _, p := range pal {
+				if d := dist(c, p.(color.RGBA)); d <= minDist {
+					near = true
+					break
+				}
+			}
+			if !near {
+				pal = append(pal, c)
+			}
+		}
+	}
+	out := image.NewPaletted(bounds, pal)
+	index := map[color.RGBA]uint8{}
+	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+		for x := bounds.Min.X; x < bounds.Max.X; x++ {
+			i := rgba.PixOffset(x, y)
+			c := color.RGBA{rgba.Pix[i], rgba.Pix[i+1], rgba.Pix[i+2], 255}
+			k, ok := index[c]
+			if !ok {
+				k = uint8(pal.Index(c))
+				index[c] = k
+			}
+			out.SetColorIndex(x, y, k)
+		}
+	}
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, out); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// screenshotDir is where screenshots go: SWITCHBOARD_SCREENSHOTS (a
+// relative path is taken from the module root, so that
+// SWITCHBOARD_SCREENSHOTS=docs/screenshots works from anywhere), or a
+// temporary folder. keep reports whether they are kept.
+func screenshotDir(t *testing.T) (dir string, keep bool) {
+	dir = os.Getenv("SWITCHBOARD_SCREENSHOTS")
+	if dir == "" {
+		return t.TempDir(), false
+	}
+	if !filepath.IsAbs(dir) {
+		root, err := os.Getwd()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+				break
+			}
+			parent := filepath.Dir(root)
+			if parent == root {
+				t.Fatalf("SWITCHBOARD_SCREENSHOTS=%s: no go.mod above the test's folder", dir)
+			}
+			root = parent
+		}
+		dir = filepath.Join(root, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, true
+}
+
 // e2eEnv adds the simulated tenant and the integration service to env.
-func newE2EEnv(t *testing.T) *env {
+func newE2EEnv(t *testing.T) (*env, *sim.Tenant, *presence.Service) {
 	t.Helper()
 	tenant, err := sim.New(sim.Config{TenantID: simTenantID, ClientID: simClientID, ClientSecret: simClientSecret, Users: 20, Groups: 3, Seed: 11,
 		Latency: 40 * time.Millisecond}) // slow enough to watch a run in progress
@@ -236,17 +368,30 @@ func newE2EEnv(t *testing.T) *env {
 	t.Cleanup(simSrv.Close)
 	var svc *integration.Service
 	var ssoSvc *sso.Service
+	var presenceSvc *presence.Service
 	e := newEnv(t, func(_ *portal.Config, s *api.Server) {
 		svc = &integration.Service{Store: s.Store, PBX: s.PBX, Keys: s.Keys, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			GraphURL: simSrv.URL, LoginURL: simSrv.URL}
 		s.Integration = svc
 		eng := &syncer.Engine{Store: s.Store, PBX: s.PBX, Graph: svc, Mailer: mail.Sender{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		// As the service wires it: an identity-platform refusal puts the
+		// integration in error; a successful run clears it.
+		eng.Finished = func(ctx context.Context, pbx string, run *syncer.Run, err error) {
+			var ae *graph.AuthError
+			switch {
+			case errors.As(err, &ae):
+				svc.ReportFailure(ctx, pbx, err)
+			case err == nil && run.State == syncer.StateSucceeded:
+				svc.Clear(ctx, pbx)
+			}
+		}
 		t.Cleanup(eng.Wait)
 		s.Syncer = eng
 		s.Schedule = &schedule.Service{Store: s.Store, Integration: svc, Runner: runnerFunc(func() *syncer.Engine { return eng }), Logger: s.Logger}
 		ssoSvc = &sso.Service{Store: s.Store, Keys: s.Keys, Integration: svc, PBX: s.PBX, Logger: s.Logger, LoginURL: simSrv.URL}
 		s.SSO = ssoSvc
-		s.Presence = &presence.Service{Store: s.Store, Graph: svc, Logger: s.Logger}
+		presenceSvc = &presence.Service{Store: s.Store, Graph: svc, Logger: s.Logger}
+		s.Presence = presenceSvc
 		s.Contacts = &contactsync.Service{Store: s.Store, Graph: svc, Logger: s.Logger}
 	})
 	svc.BaseURL = e.srv.URL
@@ -254,7 +399,7 @@ func newE2EEnv(t *testing.T) *env {
 	if err := tenant.AddRedirectURI(svc.RedirectURI()); err != nil {
 		t.Fatal(err)
 	}
-	return e
+	return e, tenant, presenceSvc
 }
 
 // waitFor polls a condition on the service's side (every 20 ms, 15 s at most).
@@ -281,7 +426,7 @@ func (f runnerFunc) Trigger(ctx context.Context, pbx, reason string) error {
 
 func TestBrowser(t *testing.T) {
 	start := time.Now()
-	e := newE2EEnv(t)
+	e, tenant, presenceSvc := newE2EEnv(t)
 	ctx := t.Context()
 	b := newBrowser(t, e.srv.URL)
 
@@ -327,7 +472,7 @@ func TestBrowser(t *testing.T) {
 	if eval[bool](b, `document.getElementById('clientId').readOnly`) != true {
 		t.Error("the client id is editable while connected")
 	}
-	b.screenshot("integration", true)
+	b.screenshot("integration", false)
 
 	// Update the client secret through its dialog.
 	b.click("#secret-open")
@@ -355,8 +500,8 @@ func TestBrowser(t *testing.T) {
 	if err != nil || len(created) == 0 {
 		t.Fatalf("the initial sync created no extensions: %v", err)
 	}
-	eval[bool](b, `(window.scrollTo(0, 0), true)`)
-	b.screenshot("integration-synced", true)
+	b.scrollTo("#sync-card")
+	b.screenshot("sync-report", false)
 
 	// Dry run: a preview that changes nothing.
 	b.click("#dryrun-btn")
@@ -384,6 +529,42 @@ func TestBrowser(t *testing.T) {
 	waitFor(t, "a synced extension group", func() bool {
 		gs, _ := e.store.ListGroups(ctx, directory.DefaultPBX)
 		return len(gs) > 0 && gs[0].Synced()
+	})
+
+	// --- The deletion guard: another group with auto delete on would delete
+	// the only synced extension group; the run stops until confirmed.
+	gs, _ := e.store.ListGroups(ctx, directory.DefaultPBX)
+	oldGroup := gs[0]
+	b.click(`#groupsync-form input[name=deleteOutOfRange]`)
+	b.click(`#groupsync-form [data-picker-list] li:nth-child(1) input`)
+	b.click(`#groupsync-form [data-picker-list] li:nth-child(2) input`)
+	b.waitText("#groupsync-form [data-picker-count]", "1 selected")
+	b.click("#groupsync-save")
+	b.waitText("#toast", "Group synchronization settings saved")
+	b.until("no run in progress", `document.getElementById('sync-progress').hidden`)
+	b.click("#sync-btn")
+	b.until("the deletion guard", `!!document.getElementById('confirm-run')`)
+	b.waitText("#guard-box", "1 synced extension group")
+	b.waitText("#run-report", "Needs confirmation")
+	b.waitText("#runs-table", "Needs confirmation")
+	if _, err := e.store.GetGroup(ctx, directory.DefaultPBX, oldGroup.ID); err != nil {
+		t.Fatalf("the guarded run deleted the group: %v", err)
+	}
+	b.scrollTo("#run-report")
+	b.screenshot("deletion-guard", false)
+	b.click("#confirm-run")
+	b.waitText("#confirm-text", "Delete 1 synced extension group now?")
+	b.click("#confirm-ok")
+	b.waitText("#toast", "Confirmed")
+	b.until("the confirmed run's report", `!document.getElementById('confirm-run') && /Run report .* Succeeded/.test(document.querySelector('#run-report h3').textContent)`)
+	b.waitText("#run-report", "Groups deleted")
+	b.waitText("#runs-table", "Confirmed")
+	if _, err := e.store.GetGroup(ctx, directory.DefaultPBX, oldGroup.ID); err == nil {
+		t.Fatal("the confirmed run kept the deselected group")
+	}
+	waitFor(t, "the newly chosen group", func() bool {
+		gs, _ := e.store.ListGroups(ctx, directory.DefaultPBX)
+		return len(gs) == 1 && gs[0].Synced() && gs[0].EntraID != oldGroup.EntraID
 	})
 	b.click("#g-enabled")
 	b.click("#groupsync-save")
@@ -440,6 +621,60 @@ func TestBrowser(t *testing.T) {
 	if pers["enabled"] != true || shared["enabled"] != true || shared["phonebook"] != "Company directory" {
 		t.Fatalf("contacts settings stored: %v", cs)
 	}
+	// Run now: the report counts what was copied, links the company
+	// phonebook and lists the skipped contacts with their reasons.
+	b.click("#contacts-run-btn")
+	b.until("the contacts report", `/Succeeded|Partly done/.test(document.getElementById('contacts-report').textContent)`)
+	b.waitText("#contacts-report", "Company directory")
+	b.until("skipped contacts with reasons", `document.querySelectorAll('#contacts-skipped tbody tr').length > 0 && [...document.querySelectorAll('#contacts-skipped tbody tr td:last-child')].every(td => td.textContent.length > 0)`)
+	if n := eval[int](b, `Number(document.querySelector('#contacts-report .stat b').textContent)`); n == 0 {
+		t.Fatal("the contacts run reports nothing created")
+	}
+	// Pickers: groups, synced users ("select all synced users") and shared
+	// mailboxes, each mailbox with its own phonebook name.
+	b.fill("#c-personal-range", "groups")
+	b.until("the contacts group picker", `document.querySelectorAll('[data-picker=contacts-groups] li input[type=checkbox]').length > 0`)
+	b.fill("#c-personal-range", "users")
+	b.until("the synced users picker", `document.querySelectorAll('[data-picker=contacts-users] li input[type=checkbox]').length > 0`)
+	syncedUsers := evalAwait[float64](b, `fetch('/api/v1/integration/contacts-sync/synced-users').then(r => r.json()).then(d => d.items.length)`)
+	b.click("#c-select-all")
+	b.waitText("[data-picker=contacts-users] [data-picker-count]", fmt.Sprintf("%d selected", int(syncedUsers)))
+	b.fill("#c-shared-range", "mailboxes")
+	b.until("the shared mailbox picker", `document.querySelectorAll('[data-picker=mailboxes] li input[type=checkbox]').length >= 2`)
+	b.click(`[data-picker=mailboxes] li:nth-child(1) input[type=checkbox]`)
+	b.click(`[data-picker=mailboxes] li:nth-child(2) input[type=checkbox]`)
+	firstBox := eval[string](b, `document.querySelector('[data-picker=mailboxes] li:nth-child(1) .name-row input').value`)
+	if firstBox == "" {
+		t.Fatal("a ticked mailbox gets no default phonebook name")
+	}
+	b.fill(`[data-picker=mailboxes] li:nth-child(1) .name-row input`, "Support line")
+	b.fill(`[data-picker=mailboxes] li:nth-child(2) .name-row input`, "Support line")
+	b.click("#contacts-save")
+	b.waitText(`#contacts-form .field-error[data-for="sharedMailboxes.mailboxes"]`, "already the phonebook")
+	b.fill(`[data-picker=mailboxes] li:nth-child(2) .name-row input`, "Sales line")
+	b.click("#contacts-save")
+	b.waitText("#toast", "Contacts settings saved")
+	cs = evalAwait[map[string]any](b, `fetch('/api/v1/integration/contacts-sync').then(r => r.json())`)
+	pers, _ = cs["personal"].(map[string]any)
+	shared, _ = cs["sharedMailboxes"].(map[string]any)
+	boxes, _ := shared["mailboxes"].([]any)
+	ids, _ := pers["userIds"].([]any)
+	if pers["range"] != "users" || len(ids) != int(syncedUsers) || shared["range"] != "mailboxes" || len(boxes) != 2 ||
+		boxes[0].(map[string]any)["phonebook"] != "Support line" || boxes[1].(map[string]any)["phonebook"] != "Sales line" {
+		t.Fatalf("contacts settings stored: %v", cs)
+	}
+	// The country for national numbers: refused by name when unknown.
+	b.fill("#c-country", "ZZ")
+	b.click("#contacts-save")
+	b.waitText(`#contacts-form .field-error[data-for="defaultCountry"]`, "ISO 3166-1")
+	b.fill("#c-country", "de")
+	b.click("#contacts-save")
+	b.waitText("#toast", "Contacts settings saved")
+	b.until("the country stored", `document.getElementById('c-country').value === 'DE'`)
+	b.click("#contacts-run-btn")
+	b.until("the second contacts report", `/Succeeded|Partly done/.test(document.getElementById('contacts-report').textContent) && document.getElementById('contacts-report').textContent.includes('Sales line')`)
+	b.scrollTo("#contacts-run")
+	b.screenshot("contacts", false)
 	// The email server for welcome emails: never set, then saved.
 	b.until("the email server section", `!document.getElementById('smtp-card').hidden`)
 	b.fill("#smtp-host", "smtp.contoso.test")
@@ -452,8 +687,8 @@ func TestBrowser(t *testing.T) {
 	if st := evalAwait[map[string]any](b, `fetch('/api/v1/smtp').then(r => r.json())`); st["host"] != "smtp.contoso.test" || st["hasPassword"] != true {
 		t.Fatalf("SMTP settings stored: %v", st)
 	}
-	eval[bool](b, `(window.scrollTo(0, 0), true)`)
-	b.screenshot("integration-all", true)
+	b.scrollTo("#usersync-card")
+	b.screenshot("user-sync", false)
 
 	// --- Extensions: create, edit, refuse a duplicate, delete.
 	synced := &created[0]
@@ -524,7 +759,6 @@ func TestBrowser(t *testing.T) {
 	if eval[bool](b, `document.getElementById('f-callerIdName').readOnly`) {
 		t.Fatal("caller ID name is locked but is not synced")
 	}
-	b.screenshot("extension-synced", false)
 	b.fill("#f-callerIdName", "Sam S. (front desk)")
 	b.click("#ext-save")
 	b.waitText("#toast", "Extension "+synced.Number+" saved")
@@ -535,6 +769,98 @@ func TestBrowser(t *testing.T) {
 	if status != 409 {
 		t.Fatalf("hand edit of a synced field: %v, want 409", status)
 	}
+
+	// --- Teams presence per extension: switch it on in the edit dialog and
+	// map Teams "Busy" to "Away".
+	b.click(row + " [data-edit]")
+	b.until("the presence section", fmt.Sprintf(`!document.getElementById('ext-presence').hidden && document.getElementById('f-number').value === %q`, synced.Number))
+	if eval[bool](b, `document.getElementById('ps-enabled').checked`) {
+		t.Fatal("presence sync shown on before it was switched on")
+	}
+	if got := eval[string](b, `document.querySelector('#ps-mapping select[data-availability=Busy]').value`); got != "do_not_disturb" {
+		t.Fatalf("default mapping of Busy shown as %q", got)
+	}
+	b.click("#ps-enabled")
+	b.fill(`#ps-mapping select[data-availability=Busy]`, "away")
+	b.screenshot("extension-dialog", false)
+	b.click("#ext-save")
+	b.waitText("#toast", "Extension "+synced.Number+" saved")
+	ps := evalAwait[map[string]any](b, fmt.Sprintf(`fetch('/api/v1/extensions/%s/presence-sync').then(r => r.json())`, synced.ID))
+	if m, _ := ps["mapping"].(map[string]any); ps["enabled"] != true || m["Busy"] != "away" || m["Offline"] != "off_work" {
+		t.Fatalf("presence sync stored: %v", ps)
+	}
+	// A local extension cannot follow Teams: the dialog says so.
+	b.click(`tr[data-number="3000"] [data-edit]`)
+	b.until("the local extension's presence section", `!document.getElementById('ext-presence').hidden && document.getElementById('f-number').value === '3000'`)
+	b.waitText("#ps-note", "Only extensions synced from Microsoft Entra ID")
+	if !eval[bool](b, `document.getElementById('ps-enabled').disabled`) {
+		t.Fatal("presence sync can be ticked on a local extension")
+	}
+	b.click("#ext-dialog [data-close-dialog]")
+	// SIP credentials: the password stays hidden until asked for; a new one
+	// can be generated after a confirmation.
+	b.click(row + " [data-edit]")
+	b.until("the SIP credentials", fmt.Sprintf(`!document.getElementById('ext-sip').hidden && document.getElementById('f-number').value === %q`, synced.Number))
+	b.waitText("#sip-user", synced.Number)
+	if got := b.text("#sip-pass"); strings.ContainsAny(got, "abcdefghijklmnopqrstuvwxyz0123456789") {
+		t.Fatalf("the SIP password is shown before Show: %q", got)
+	}
+	b.click("#sip-show")
+	b.waitText("#sip-show", "Hide password")
+	b.waitText("#sip-domain", "pbx.test")
+	sipBefore := b.text("#sip-pass")
+	if want := evalAwait[string](b, fmt.Sprintf(`fetch('/api/v1/extensions/%s/sip-credentials').then(r => r.json()).then(d => d.password)`, synced.ID)); sipBefore != want || len(want) < 8 {
+		t.Fatalf("SIP password shown %q, the API has %q", sipBefore, want)
+	}
+	eval[bool](b, `(document.getElementById('ext-sip').scrollIntoView({block: 'end'}), true)`)
+	b.screenshot("extension-sip", false)
+	b.click("#sip-show")
+	b.waitText("#sip-show", "Show password")
+	b.click("#sip-rotate")
+	b.waitText("#confirm-text", "Generate a new SIP password for extension "+synced.Number)
+	b.click("#confirm-ok")
+	b.waitText("#toast", "New SIP password for extension "+synced.Number)
+	sipAfter := b.text("#sip-pass")
+	if sipAfter == sipBefore || !eval[bool](b, `document.getElementById('ext-dialog').open`) {
+		t.Fatalf("after rotation the dialog shows %q (was %q)", sipAfter, sipBefore)
+	}
+	if want := evalAwait[string](b, fmt.Sprintf(`fetch('/api/v1/extensions/%s/sip-credentials').then(r => r.json()).then(d => d.password)`, synced.ID)); sipAfter != want {
+		t.Fatalf("rotated SIP password shown %q, the API has %q", sipAfter, want)
+	}
+	b.click("#ext-dialog [data-close-dialog]")
+
+	// Bulk edit: a local extension among the selected is refused by name;
+	// the synced ones alone are switched on with one mapping.
+	secondExt := created[3]
+	b.click(fmt.Sprintf(`tr[data-number="%s"] .row-select`, secondExt.Number))
+	b.click(fmt.Sprintf(`tr[data-number="%s"] .row-select`, created[4].Number))
+	b.click(`tr[data-number="3000"] .row-select`)
+	b.waitText("#bulk-count", "3 selected")
+	b.click("#bulk-presence-open")
+	b.fill("#bp-enabled", "true")
+	b.click("#bp-set-mapping")
+	b.fill(`#bp-mapping select[data-availability=Offline]`, "away")
+	b.click("#bp-save")
+	b.waitText("#bulk-presence-form .form-error", "Extension 3000")
+	b.click("#bulk-presence-dialog [data-close-dialog]")
+	b.click(`tr[data-number="3000"] .row-select`)
+	b.waitText("#bulk-count", "2 selected")
+	eval[bool](b, `(window.scrollTo(0, 0), true)`)
+	b.screenshot("extensions", false)
+	b.click("#bulk-presence-open")
+	b.fill("#bp-enabled", "true")
+	b.click("#bp-set-mapping")
+	b.fill(`#bp-mapping select[data-availability=Offline]`, "away")
+	b.click("#bp-save")
+	b.waitText("#toast", "Teams presence updated for 2 extensions")
+	for _, x := range []*directory.Extension{&secondExt, &created[4]} {
+		ps := evalAwait[map[string]any](b, fmt.Sprintf(`fetch('/api/v1/extensions/%s/presence-sync').then(r => r.json())`, x.ID))
+		if m, _ := ps["mapping"].(map[string]any); ps["enabled"] != true || m["Offline"] != "away" {
+			t.Fatalf("bulk presence sync of %s stored: %v", x.Number, ps)
+		}
+	}
+	b.click("#bulk-clear")
+	b.until("the bulk bar to go", `document.getElementById('bulk-bar').hidden`)
 
 	// --- Search and page.
 	b.fill("#ext-search", "bulk12")
@@ -551,8 +877,6 @@ func TestBrowser(t *testing.T) {
 	if first == second || eval[int](b, `document.querySelectorAll('#ext-table tbody tr[data-number]').length`) != 50 {
 		t.Fatalf("page two starts like page one: %q", second)
 	}
-	eval[bool](b, `(window.scrollTo(0, 0), true)`)
-	b.screenshot("extensions", false)
 
 	// --- Extension groups and phonebooks: add, rename, delete through dialogs.
 	b.click(`a[href='/extension-groups']`)
@@ -582,7 +906,7 @@ func TestBrowser(t *testing.T) {
 	b.fill("#b-name", "Suppliers")
 	b.click("#book-dialog button[type=submit]")
 	b.waitText("#books-table", "Suppliers")
-	b.click(`#books-table a`)
+	b.click(`#books-table tr[data-name="Suppliers"] a`)
 	b.waitText("h1", "Suppliers")
 	b.click(`[data-form-dialog="contact-dialog"]`)
 	b.fill("#c-firstName", "Zed")
@@ -591,10 +915,51 @@ func TestBrowser(t *testing.T) {
 	b.fill("#c-mobile", "+15550100")
 	b.click("#contact-dialog button[type=submit]")
 	b.waitText("#contact-results", "+15550100")
+	// Who sees the phonebook: nobody at first, then two extensions (an
+	// unknown number is refused by name), then everyone.
+	b.waitText("#vis-summary", "Nobody sees these contacts yet")
+	b.fill("#vis-extensions", "3001, 99999")
+	b.click("#vis-save")
+	b.waitText("#vis-extensions-error", "No extension has the number 99999")
+	b.fill("#vis-extensions", "3001, 3002")
+	b.click("#vis-save")
+	b.waitText("#toast", "Visibility saved")
+	b.waitText("#vis-summary", "Visible to 2 extensions.")
+	bookID := eval[string](b, `location.pathname.split('/').pop()`)
+	if n := evalAwait[float64](b, fmt.Sprintf(`fetch('/api/v1/phonebooks/%s/visibility').then(r => r.json()).then(d => d.items.filter(i => i.kind === 'extension').length)`, bookID)); n != 2 {
+		t.Fatalf("visibility stored: %v extension grants", n)
+	}
+	b.screenshot("phonebook", false)
+	b.click("#vis-everyone")
+	b.until("the targets to hide", `document.getElementById('vis-targets').hidden`)
+	b.click("#vis-save")
+	b.waitText("#vis-summary", "Every extension on this PBX sees these contacts.")
+	b.open("/phonebooks/" + bookID)
+	b.until("everyone after a reload", `document.getElementById('vis-everyone').checked`)
 
 	// --- Hand-picked users: range "users", tick a user, unbind it, tick it
 	// again and bind it to its old extension by number.
+	// One presence round (the service's loop is not running here): with no
+	// public URL for change notifications, every user is polled; Teams
+	// "Busy" maps to "Away" for the extension set up in its dialog.
+	if err := tenant.SetTeamsPresence(synced.EntraID, "Busy", "InACall"); err != nil {
+		t.Fatal(err)
+	}
+	if err := presenceSvc.Reconcile(ctx, directory.DefaultPBX); err != nil {
+		t.Fatal(err)
+	}
 	b.open("/integrations/microsoft")
+	// The Teams presence status: the three extensions that follow Teams, and
+	// how (notifications or polling).
+	b.until("the presence status", `!document.getElementById('presence-status').hidden`)
+	b.waitText("#presence-summary", "by change notifications")
+	b.waitText("#presence-summary", "by polling")
+	b.until("three users in the presence status", `document.querySelectorAll('#presence-users tbody tr[data-number]').length === 3`)
+	b.waitText(fmt.Sprintf(`#presence-users tr[data-number="%s"]`, synced.Number), "Busy · InACall")
+	b.waitText(fmt.Sprintf(`#presence-users tr[data-number="%s"]`, synced.Number), "Away")
+	b.waitText(fmt.Sprintf(`#presence-users tr[data-number="%s"]`, synced.Number), "Polling")
+	b.scrollTo("#presence-card")
+	b.screenshot("presence", false)
 	b.until("the user sync form", `!document.getElementById('usersync-card').hidden && document.getElementById('u-enabled').checked`)
 	b.fill("#u-range", "users")
 	b.until("the user picker", `document.querySelectorAll('[data-picker=users] li input[type=checkbox]').length > 0`)
@@ -628,6 +993,32 @@ func TestBrowser(t *testing.T) {
 	// --- Disable (keep synced data), enable, then disconnect deleting it.
 	b.open("/integrations/microsoft")
 	b.waitText("#status-badge", "Connected")
+
+	// An expired client secret: the run fails, the status says what went
+	// wrong and what to do; a new secret from the dialog brings it back.
+	if err := tenant.ExpireClientSecret(); err != nil {
+		t.Fatal(err)
+	}
+	b.until("Update now", `!document.getElementById('sync-btn').disabled && document.getElementById('sync-progress').hidden`)
+	b.click("#sync-btn")
+	b.waitText("#status-badge", "Needs attention")
+	b.until("the error help", `document.getElementById('status-help').classList.contains('alert-error') && /expired/i.test(document.getElementById('status-help').textContent)`)
+	b.until("the failed run's report", `!!document.getElementById('run-error') && document.querySelector('#runs-table tbody tr td:nth-child(3)').textContent === 'Failed'`)
+	if !eval[bool](b, `document.getElementById('sync-btn').disabled`) {
+		t.Error("Update now is offered while the integration is in error")
+	}
+	eval[bool](b, `(window.scrollTo(0, 0), true)`)
+	b.screenshot("integration-error", false)
+	const freshSecret = "sim~Second.Value_fedcba9876543210"
+	if err := tenant.AddClientSecret(freshSecret, 90*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b.click("#secret-open")
+	b.fill("#newSecret", freshSecret)
+	b.click("#secret-form button[type=submit]")
+	b.waitText("#toast", "Client secret updated")
+	b.waitText("#status-badge", "Connected")
+	b.until("the error help to go", `!document.getElementById('status-help').classList.contains('alert-error')`)
 	b.click("#disable-open")
 	b.click("#disable-confirm")
 	b.waitText("#status-badge", "Disabled")
@@ -648,6 +1039,8 @@ func TestBrowser(t *testing.T) {
 	// --- The audit log shows what happened; sign out.
 	b.click(`a[href='/audit']`)
 	b.waitText("#audit-table", "admin.login")
+	b.waitText("#audit-table", "extension.sip_credentials.read")
+	b.waitText("#audit-table", "phonebook.visibility")
 	b.screenshot("audit", false)
 	// The same portal on a phone.
 	b.do(chromedp.EmulateViewport(390, 844))

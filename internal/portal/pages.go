@@ -183,11 +183,92 @@ func (p *Portal) phonebooksPage(w http.ResponseWriter, r *http.Request, v viewer
 }
 
 type phonebookData struct {
-	Book   phonebookRow
-	Search string
-	Items  []directory.Contact
-	Next   string
-	Cursor string
+	Book       phonebookRow
+	Search     string
+	Items      []directory.Contact
+	Next       string
+	Cursor     string
+	Visibility visibilityData
+}
+
+// visibilityData is who sees a phonebook's contacts, as the page's form shows it.
+type visibilityData struct {
+	Everyone   bool
+	Extensions string // numbers of the extensions granted, comma separated
+	Groups     []visibilityGroup
+	Summary    string
+}
+
+type visibilityGroup struct {
+	ID, Name string
+	Granted  bool
+}
+
+// visibility reads a phonebook's visibility grants with the extension
+// numbers and extension group names they name.
+func (p *Portal) visibility(r *http.Request, pbxID, bookID string) (visibilityData, error) {
+	ctx := r.Context()
+	grants, err := p.store.ListVisibility(ctx, pbxID, bookID)
+	if err != nil {
+		return visibilityData{}, err
+	}
+	groups, err := p.store.ListGroups(ctx, pbxID)
+	if err != nil {
+		return visibilityData{}, err
+	}
+	var d visibilityData
+	granted := map[string]bool{}
+	var numbers []string
+	for _, g := range grants {
+		switch g.Kind {
+		case directory.VisibleToEveryone:
+			d.Everyone = true
+		case directory.VisibleToGroup:
+			granted[g.TargetID] = true
+		case directory.VisibleToExtension:
+			x, err := p.store.GetExtension(ctx, pbxID, g.TargetID)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // the extension is gone; the grant goes at the next save
+			} else if err != nil {
+				return visibilityData{}, err
+			}
+			numbers = append(numbers, x.Number)
+		}
+	}
+	slices.Sort(numbers)
+	d.Extensions = strings.Join(numbers, ", ")
+	nGroups := 0
+	for _, g := range groups {
+		d.Groups = append(d.Groups, visibilityGroup{ID: g.ID, Name: g.Name, Granted: granted[g.ID]})
+		if granted[g.ID] {
+			nGroups++
+		}
+	}
+	slices.SortFunc(d.Groups, func(a, b visibilityGroup) int {
+		return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name))
+	})
+	d.Summary = visibilitySummary(d.Everyone, len(numbers), nGroups)
+	return d, nil
+}
+
+func visibilitySummary(everyone bool, exts, groups int) string {
+	plural := func(n int, one, many string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.Itoa(n) + " " + many
+	}
+	switch {
+	case everyone:
+		return "Every extension on this PBX sees these contacts."
+	case exts == 0 && groups == 0:
+		return "Nobody sees these contacts yet: grant them to everyone, or to chosen extensions and extension groups."
+	case groups == 0:
+		return "Visible to " + plural(exts, "extension", "extensions") + "."
+	case exts == 0:
+		return "Visible to the members of " + plural(groups, "extension group", "extension groups") + "."
+	}
+	return "Visible to " + plural(exts, "extension", "extensions") + " and the members of " + plural(groups, "extension group", "extension groups") + "."
 }
 
 func (d phonebookData) pageURL(cursor string) string {
@@ -224,6 +305,10 @@ func (p *Portal) phonebookPage(w http.ResponseWriter, r *http.Request, v viewer)
 	w.Header().Set("Vary", "HX-Request")
 	if isFragment(r) {
 		p.renderTemplate(w, r, http.StatusOK, "phonebook", "results", d)
+		return
+	}
+	if d.Visibility, err = p.visibility(r, v.PBXID, b.ID); err != nil {
+		p.serverError(w, r, err)
 		return
 	}
 	p.render(w, r, http.StatusOK, "phonebook", pageData{Title: b.Name, Nav: "phonebooks", Viewer: v, Data: d})

@@ -144,9 +144,18 @@ func TestDirectoryPagesRender(t *testing.T) {
 	}{
 		{"/extension-groups", []string{"Sales", "Front desk", "Managed in Entra", "999 Syd Synced", "of at most 63 groups", "Edit group Front desk", `data-value-members="1000"`}},
 		{"/phonebooks", []string{"Suppliers", `href="/phonebooks/` + book.ID + `"`}},
-		{"/phonebooks/" + book.ID, []string{"Zed Parts", "+15550100", "Add contact"}},
+		{"/phonebooks/" + book.ID, []string{"Zed Parts", "+15550100", "Add contact", "Who sees these contacts", "phonebook.js"}},
 		{"/audit", []string{"admin.login", adminUser}},
-		{"/integrations/microsoft", []string{"Redirect URI", "Web client SSO redirect URI", "Application (client) ID", "Delete the PBX extensions in sync with the users", "Delete the PBX extension groups in sync with the groups", "Update client secret"}},
+		{"/integrations/microsoft", []string{"Redirect URI", "Web client SSO redirect URI", "Application (client) ID", "Delete the PBX extensions in sync with the users", "Delete the PBX extension groups in sync with the groups", "Update client secret",
+			// Outlook contacts: the three pickers, a phonebook name per mailbox, Run now and the report.
+			`data-picker-url="/api/v1/directory/groups" data-picker-field="personal.groupIds"`,
+			`data-picker-url="/api/v1/integration/contacts-sync/synced-users" data-picker-field="personal.userIds"`, "Select all synced users",
+			`data-picker-url="/api/v1/directory/shared-mailboxes" data-picker-field="sharedMailboxes.mailboxes"`, `data-picker-name="phonebook"`,
+			`id="contacts-run-btn"`, `id="contacts-report"`,
+			// Teams presence: the status of each user's path.
+			`id="presence-status"`, "Follows Teams by", "contacts.js", "presence.js"}},
+		{"/extensions", []string{`class="row-select"`, `id="ext-select-page"`, `id="bulk-presence-dialog"`, `id="ext-presence"`, `id="ps-enabled"`,
+			`id="ext-sip"`, `id="sip-show"`, `id="sip-rotate"`, "Generate new password"}},
 	} {
 		p := e.do(c, "GET", tc.path, nil, nil)
 		if p.status != 200 {
@@ -183,5 +192,52 @@ func TestAuditPages(t *testing.T) {
 	p = e.do(c, "GET", m[1], nil, nil)
 	if n := strings.Count(p.body, "<code>"); n != 11 || !strings.Contains(p.body, "test.00") || strings.Contains(p.body, `id="audit-older"`) {
 		t.Fatalf("second audit page: %d entries", n)
+	}
+}
+
+// TestPhonebookVisibilityRenders: the phonebook page names who sees its
+// contacts, with the granted extensions by number and the groups ticked.
+func TestPhonebookVisibilityRenders(t *testing.T) {
+	e := newEnv(t)
+	e.seed(3)
+	ctx := t.Context()
+	x, err := e.store.FindExtension(ctx, directory.DefaultPBX, "number", "1001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &directory.Group{Name: "Front desk", Source: directory.SourceLocal}
+	if err := e.store.CreateGroup(ctx, directory.DefaultPBX, g); err != nil {
+		t.Fatal(err)
+	}
+	book := &directory.Phonebook{Name: "Suppliers", Source: directory.SourceLocal}
+	if err := e.store.CreatePhonebook(ctx, directory.DefaultPBX, book); err != nil {
+		t.Fatal(err)
+	}
+	c := e.signedIn()
+	body := func() string {
+		p := e.do(c, "GET", "/phonebooks/"+book.ID, nil, nil)
+		if p.status != 200 {
+			t.Fatalf("phonebook page: %d", p.status)
+		}
+		return html.UnescapeString(p.body)
+	}
+	if b := body(); !strings.Contains(b, "Nobody sees these contacts yet") || !strings.Contains(b, `value="chosen" id="vis-chosen" checked`) {
+		t.Error("a phonebook without grants is not shown as hidden")
+	}
+	grants := []directory.Visibility{{Kind: directory.VisibleToExtension, TargetID: x.ID}, {Kind: directory.VisibleToGroup, TargetID: g.ID}}
+	if err := e.store.SetVisibility(ctx, directory.DefaultPBX, book.ID, grants); err != nil {
+		t.Fatal(err)
+	}
+	b := body()
+	for _, w := range []string{"Visible to 1 extension and the members of 1 extension group.", `id="vis-extensions" name="extensions" value="1001"`, `value="` + g.ID + `" checked`} {
+		if !strings.Contains(b, w) {
+			t.Errorf("missing %q", w)
+		}
+	}
+	if err := e.store.SetVisibility(ctx, directory.DefaultPBX, book.ID, []directory.Visibility{{Kind: directory.VisibleToEveryone}}); err != nil {
+		t.Fatal(err)
+	}
+	if b := body(); !strings.Contains(b, "Every extension on this PBX sees these contacts.") || !strings.Contains(b, `value="everyone" id="vis-everyone" checked`) {
+		t.Error("a phonebook granted to everyone is not shown so")
 	}
 }

@@ -27,14 +27,15 @@ func (e *Engine) execute(ctx context.Context, pbx string, opt RunOptions, fl *in
 	log := e.logger().With("pbx", pbx, "run", w.ID, "trigger", w.Trigger)
 	var syncErr error
 	defer func() {
-		if e.Finished != nil && !w.DryRun {
-			e.Finished(context.WithoutCancel(ctx), pbx, w.clone(), syncErr)
-		}
-	}()
-	defer func() {
 		if p := recover(); p != nil {
 			w.State, w.Error = StateFailed, fmt.Sprintf("internal error: %v", p)
 			log.ErrorContext(ctx, "sync: panic", "panic", p)
+		}
+		// The service learns the outcome (e.g. the integration's error state)
+		// before the run is published as finished, so a reader of the run
+		// never sees a stale integration status.
+		if e.Finished != nil && !w.DryRun {
+			e.Finished(context.WithoutCancel(ctx), pbx, w.clone(), syncErr)
 		}
 		e.progress(fl, func(r *Run) { *r = *w.clone() })
 		e.finish(ctx, pbx, fl)

@@ -200,13 +200,17 @@
   // picker makes a directory picker of box: a search field, a list of
   // checkboxes paged by the API's nextCursor ("Load more"), and a selection
   // kept across searches and pages. decorate(item, li, picker) may add to a row.
+  // data-picker-local on box: the API lists everything in one answer and
+  // the search filters it here. A [data-picker-all] button selects every item.
+  // p.labels maps ids to names; p.onUpdate() runs whenever the selection changes.
   SB.picker = function (box, url, decorate) {
-    const p = { box, selected: new Set(), cursor: '', search: '', loadedOnce: false };
+    const p = { box, selected: new Set(), cursor: '', search: '', loadedOnce: false, labels: new Map() };
     const list = box.querySelector('[data-picker-list]');
     const more = box.querySelector('[data-picker-more]');
     const input = box.querySelector('input[type=search]');
     const count = box.querySelector('[data-picker-count]');
-    p.updateCount = () => { count.textContent = p.selected.size + ' selected'; };
+    const local = box.hasAttribute('data-picker-local');
+    p.updateCount = () => { count.textContent = p.selected.size + ' selected'; if (p.onUpdate) p.onUpdate(); };
     p.select = (ids) => { p.selected = new Set(ids || []); p.updateCount(); list.querySelectorAll('input[type=checkbox]').forEach((cb) => { cb.checked = p.selected.has(cb.value); }); };
     let loads = 0; // the newest load wins; the list is busy until it lands
     p.load = async (append) => {
@@ -223,7 +227,17 @@
       box.removeAttribute('aria-busy');
       if (!r.ok) { count.textContent = SB.errorOf(r).message; return; }
       if (!append) list.replaceChildren();
-      for (const it of r.data.items || []) {
+      let items = r.data.items || [];
+      const text = (it) => [it.displayName, it.name, it.userPrincipalName, it.mail, it.email, it.number].filter(Boolean).join(' ').toLowerCase();
+      if (local && p.search) items = items.filter((it) => text(it).includes(p.search.toLowerCase()));
+      if (!items.length && !append) {
+        const li = document.createElement('li');
+        li.className = 'muted';
+        li.textContent = p.search ? 'Nothing matches “' + p.search + '”.' : 'Nothing to choose from.';
+        list.append(li);
+      }
+      for (const it of items) {
+        p.labels.set(it.id, it.displayName || it.name || it.id);
         const li = document.createElement('li');
         const label = document.createElement('label');
         label.className = 'check';
@@ -233,9 +247,10 @@
         cb.checked = p.selected.has(it.id);
         cb.addEventListener('change', () => { if (cb.checked) p.selected.add(it.id); else p.selected.delete(it.id); p.updateCount(); });
         const span = document.createElement('span');
-        span.textContent = it.displayName || it.id;
+        span.textContent = it.displayName || it.name || it.id;
         const small = document.createElement('small');
-        small.textContent = [it.userPrincipalName || it.mail, it.userType || it.type, it.extensionNumber ? 'extension ' + it.extensionNumber : ''].filter(Boolean).join(' · ');
+        const ext = it.extensionNumber || it.number;
+        small.textContent = [it.userPrincipalName || it.mail || it.email, it.userType || it.type, ext ? 'extension ' + ext : ''].filter(Boolean).join(' · ');
         span.append(small);
         label.append(cb, span);
         li.append(label);
@@ -250,6 +265,21 @@
     box.querySelector('[data-picker-search]').addEventListener('click', search);
     input.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') { ev.preventDefault(); search(); } });
     more.addEventListener('click', () => p.load(true));
+    const all = box.querySelector('[data-picker-all]');
+    if (all) {
+      all.addEventListener('click', async () => {
+        all.disabled = true;
+        let cursor = '';
+        do {
+          const r = await SB.api('GET', url + (cursor ? '?cursor=' + encodeURIComponent(cursor) : ''));
+          if (!r.ok) { all.disabled = false; count.textContent = SB.errorOf(r).message; return; }
+          for (const it of r.data.items || []) p.selected.add(it.id);
+          cursor = r.data.nextCursor || '';
+        } while (cursor);
+        all.disabled = false;
+        p.select([...p.selected]);
+      });
+    }
     return p;
   };
 

@@ -15,7 +15,8 @@
 // by the save (initialRunId) is watched like Update now. data-optional on
 // the form treats a 404 from GET as "never set" (an empty form); an input
 // with data-omit-empty is left out of the PUT when empty (a stored password
-// is kept). Adding a section (group sync, contacts,
+// is kept). After the first load and after each save the form gets the
+// events sb:loaded and sb:saved (detail: the settings). Adding a section (group sync, contacts,
 // presence) is a template block using this; no script needed.
 (function () {
   'use strict';
@@ -33,12 +34,54 @@
     o[keys[keys.length - 1]] = v;
   }
 
-  const pickers = new Map(); // form -> [{field, picker}]
+  // A picker with data-picker-key and data-picker-name edits a list of
+  // objects ({[key]: id, [name]: text}): each ticked row gets a text field
+  // for its name (the phonebook a shared mailbox goes to).
+  const pickers = new Map(); // form -> [{field, picker, key, name, names}]
   forms.forEach((form) => {
-    pickers.set(form, [...form.querySelectorAll('[data-picker][data-picker-field]')].map((box) =>
-      ({ field: box.dataset.pickerField, picker: SB.picker(box, box.dataset.pickerUrl) })));
+    pickers.set(form, [...form.querySelectorAll('[data-picker][data-picker-field]')].map((box) => {
+      const pk = { field: box.dataset.pickerField, key: box.dataset.pickerKey, name: box.dataset.pickerName, names: new Map() };
+      pk.picker = SB.picker(box, box.dataset.pickerUrl, pk.key ? (it, li) => nameRow(pk, it, li) : null);
+      if (pk.key) pk.picker.onUpdate = () => box.querySelectorAll('.name-row').forEach((row) => showNameRow(pk, row));
+      return pk;
+    }));
     form.addEventListener('change', () => showWhen(form));
   });
+
+  function nameRow(pk, it, li) {
+    const row = document.createElement('div');
+    row.className = 'name-row';
+    row.dataset.id = it.id;
+    row.dataset.default = it.displayName || it.name || '';
+    const input = document.createElement('input');
+    input.id = 'pk-' + pk.field.replace(/\W/g, '-') + '-' + it.id;
+    input.dataset.pickerNameFor = it.id;
+    const label = document.createElement('label');
+    label.htmlFor = input.id;
+    label.textContent = box2label(pk);
+    input.addEventListener('input', () => pk.names.set(it.id, input.value));
+    row.append(label, input);
+    li.append(row);
+    showNameRow(pk, row);
+  }
+  function box2label(pk) { return pk.picker.box.dataset.pickerNameLabel || 'Name'; }
+  function showNameRow(pk, row) {
+    const id = row.dataset.id;
+    const on = pk.picker.selected.has(id);
+    row.hidden = !on;
+    if (on && !pk.names.has(id)) pk.names.set(id, row.dataset.default);
+    const input = row.querySelector('input');
+    if (on && document.activeElement !== input) input.value = pk.names.get(id) || '';
+  }
+  function pickerValue(pk) {
+    if (!pk.key) return [...pk.picker.selected];
+    return [...pk.picker.selected].map((id) => ({ [pk.key]: id, [pk.name]: (pk.names.get(id) || '').trim() }));
+  }
+  function pickerFill(pk, v) {
+    if (!pk.key) { pk.picker.select(v); return; }
+    pk.names = new Map((v || []).map((o) => [o[pk.key], o[pk.name] || '']));
+    pk.picker.select((v || []).map((o) => o[pk.key]));
+  }
 
   function showWhen(form) {
     form.querySelectorAll('[data-when]').forEach((el) => {
@@ -59,7 +102,7 @@
       else el.value = v == null ? '' : v;
     });
     form.querySelectorAll('[data-show]').forEach((el) => { el.textContent = get(data, el.dataset.show) || ''; });
-    for (const { field, picker } of pickers.get(form) || []) picker.select(get(data, field));
+    for (const pk of pickers.get(form) || []) pickerFill(pk, get(data, pk.field));
     const note = form.querySelector('[data-paused-note]');
     if (note) note.hidden = !data.paused;
     form.querySelectorAll('fieldset').forEach((fs) => { fs.disabled = !!data.paused; });
@@ -101,7 +144,7 @@
       const v = get(last.get(form) || {}, path);
       if (v !== undefined) set(out, path, v);
     }
-    for (const { field, picker } of pickers.get(form) || []) set(out, field, [...picker.selected]);
+    for (const pk of pickers.get(form) || []) set(out, pk.field, pickerValue(pk));
     return out;
   }
 
@@ -134,12 +177,24 @@
       SB.busy(form, false);
       if (!r.ok) {
         const e = SB.errorOf(r);
-        SB.showError(form, { status: r.status, data: { error: { code: e.code, message: e.message, field: (e.field || '').replace(/\[\d+\]$/, '') } } });
+        // "sharedMailboxes.mailboxes[1].phonebook": the list's slot, naming the item.
+        const m = /^(.*?)\[(\d+)\](.*)$/.exec(e.field || '');
+        let field = e.field || '';
+        let message = e.message;
+        if (m) {
+          field = m[1];
+          const pk = (pickers.get(form) || []).find((x) => x.field === m[1]);
+          const v = pk && pickerValue(pk)[Number(m[2])];
+          const id = v && (pk.key ? v[pk.key] : v);
+          if (id) message = (pk.picker.labels.get(id) || id) + (m[3] ? ' (' + m[3].replace(/^\./, '') + ')' : '') + ': ' + message;
+        }
+        SB.showError(form, { status: r.status, data: { error: { code: e.code, message, field } } });
         return;
       }
       last.set(form, r.data);
       fill(form, r.data);
       SB.toast(form.dataset.saved || 'Settings saved');
+      form.dispatchEvent(new CustomEvent('sb:saved', { detail: r.data }));
       if (r.data.initialRunId && SB.sync && SB.sync.watch) SB.sync.watch(r.data.initialRunId);
     });
   });
@@ -152,7 +207,10 @@
       for (const form of forms) {
         const section = form.closest('[data-settings-section]') || form;
         if (st.status === 'not_connected') { section.hidden = true; continue; }
-        if (!state.get(form)) state.set(form, await load(form));
+        if (!state.get(form)) {
+          state.set(form, await load(form));
+          if (state.get(form)) form.dispatchEvent(new CustomEvent('sb:loaded', { detail: last.get(form) }));
+        }
         section.hidden = !state.get(form);
         const paused = !!(last.get(form) || {}).paused;
         form.querySelectorAll('fieldset').forEach((fs) => { fs.disabled = paused || st.status === 'disabled'; });

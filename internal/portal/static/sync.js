@@ -19,6 +19,8 @@
     return e;
   }
   function fmt(s) { const d = new Date(s); return isNaN(d) ? '' : d.toLocaleString(); }
+  const STATES = { running: 'Running', succeeded: 'Succeeded', failed: 'Failed', needs_confirmation: 'Needs confirmation', dry_run: 'Preview', confirmed: 'Confirmed' };
+  function stateLabel(s) { return STATES[s] || s || ''; }
   function skippedCount(r) { return r.skippedTotal || (r.skipped || []).length; }
 
   function renderRuns(runs) {
@@ -26,7 +28,7 @@
     if (!runs.length) return;
     tb.replaceChildren(...runs.map((r) => {
       const tr = document.createElement('tr');
-      tr.append(el('td', fmt(r.startedAt), 'nowrap'), el('td', (r.dryRun ? 'dry run · ' : '') + (r.trigger || '')), el('td', r.state),
+      tr.append(el('td', fmt(r.startedAt), 'nowrap'), el('td', (r.dryRun ? 'dry run · ' : '') + (r.trigger || '')), el('td', stateLabel(r.state), 'state-' + r.state),
         el('td', String(r.created || 0), 'num'), el('td', String(r.updated || 0), 'num'), el('td', String(r.deleted || 0), 'num'),
         el('td', String(skippedCount(r)), 'num'));
       const td = el('td', undefined, 'actions');
@@ -42,7 +44,7 @@
   function renderReport(r) {
     const box = $('run-report');
     box.hidden = false;
-    const head = el('h3', (r.dryRun ? 'Dry-run preview' : 'Run report') + ' · ' + fmt(r.startedAt) + ' · ' + r.state);
+    const head = el('h3', (r.dryRun ? 'Dry-run preview' : 'Run report') + ' · ' + fmt(r.startedAt) + ' · ' + stateLabel(r.state));
     const stats = el('div', undefined, 'stats');
     for (const [k, label] of [['created', 'Created'], ['updated', 'Updated'], ['deleted', 'Deleted'], ['unchanged', 'Unchanged'], ['bound', 'Associated']]) {
       const s = el('div', undefined, 'stat');
@@ -52,28 +54,44 @@
     const sk = el('div', undefined, 'stat');
     sk.append(el('b', String(skippedCount(r))), el('span', 'Skipped'));
     stats.append(sk);
+    for (const [k, label] of [['groupsCreated', 'Groups created'], ['groupsUpdated', 'Groups updated'], ['groupsDeleted', 'Groups deleted']]) {
+      if (!r[k]) continue;
+      const s = el('div', undefined, 'stat');
+      s.append(el('b', String(r[k])), el('span', r.dryRun ? 'would be ' + label.toLowerCase() : label));
+      stats.append(s);
+    }
     const parts = [head, stats];
-    if (r.error) parts.push(el('p', r.error, 'alert alert-error'));
-    if (r.pendingDeletes) parts.push(el('p', r.pendingDeletes + ' deletions wait for confirmation (deletion guard).', 'alert alert-warn'));
+    if (r.error) parts.push(errorBox(r));
+    // The deletion guard: what waits, extensions and extension groups.
+    const pending = [];
+    if (r.pendingDeletes) pending.push(r.pendingDeletes + ' synced extension' + (r.pendingDeletes === 1 ? '' : 's'));
+    if (r.pendingGroupDeletes) pending.push(r.pendingGroupDeletes + ' synced extension group' + (r.pendingGroupDeletes === 1 ? '' : 's'));
     if (r.state === 'needs_confirmation') {
       const warn = el('div', undefined, 'alert alert-warn');
-      warn.append(el('p', 'This run would delete more synced extensions than the deletion guard allows, so nothing was deleted. Check the plan below, then confirm to apply it.'));
-      const b = el('button', 'Confirm and apply', 'btn btn-danger');
+      warn.id = 'guard-box';
+      warn.append(el('p', 'The deletion guard stopped this run: it would delete ' + (pending.join(' and ') || 'more than the guard allows') +
+        ', more than the guard allows, so nothing was deleted. Check the planned changes below, then confirm to apply them.'));
+      const b = el('button', 'Confirm and delete', 'btn btn-danger');
       b.type = 'button';
       b.id = 'confirm-run';
       b.addEventListener('click', async () => {
+        if (!(await SB.confirm('Delete ' + (pending.join(' and ') || 'them') + ' now? This cannot be undone.', 'Delete'))) return;
         b.disabled = true;
         const c = await SB.api('POST', '/api/v1/sync/runs/' + encodeURIComponent(r.id) + '/confirm');
         if (!c.ok) { b.disabled = false; SB.toast(SB.errorOf(c).message, true); return; }
+        SB.toast('Confirmed: the run applies the deletions');
         if (c.data.state === 'running') watch(c.data.id); else { renderReport(c.data); loadRuns(); }
       });
       warn.append(b);
       parts.push(warn);
+    } else if (pending.length) {
+      parts.push(el('p', (r.dryRun ? 'A real run would stop for confirmation: it deletes ' : 'Waiting for confirmation: ') + pending.join(' and ') + ' (deletion guard).', 'alert alert-warn'));
     }
+    if (r.state === 'confirmed') parts.push(el('p', 'Confirmed' + (r.confirmedBy ? ' by ' + r.confirmedBy : '') + ': a later run applied these changes.', 'alert alert-info'));
     if (r.notes && r.notes.length) { const ul = el('ul', undefined, 'notes'); r.notes.forEach((n) => ul.append(el('li', n))); parts.push(ul); }
     if (r.plan && r.plan.length) {
       parts.push(el('h3', r.dryRun ? 'Planned changes' : 'Changes'));
-      parts.push(table(['Action', 'User', 'Extension', 'Detail'], r.plan.map((a) => [a.op || '', a.subject || a.entraId || '', a.number || '', a.reason || (a.changes || []).join(', ')]), 'plan-table'));
+      parts.push(table(['Action', 'User or group', 'Extension', 'Detail'], r.plan.map((a) => [a.op || '', a.subject || a.entraId || '', a.number || '', a.reason || (a.changes || []).join(', ')]), 'plan-table'));
       if (r.planTotal > r.plan.length) parts.push(el('p', 'Showing ' + r.plan.length + ' of ' + r.planTotal + ' planned changes.', 'muted'));
     } else if (r.dryRun && r.state !== 'running') {
       parts.push(el('p', 'Nothing to change: the PBX is in step with Microsoft Entra ID.', 'muted'));
@@ -83,6 +101,22 @@
       parts.push(table(['User', 'Reason'], r.skipped.map((s) => [s.subject || '', s.reason || '']), 'skipped-table'));
     }
     box.replaceChildren(...parts);
+  }
+
+  // errorBox says what failed and what to do about it.
+  const ERROR_HELP = {
+    read_failed: 'Check the connection on the status above; the next run tries again.',
+    apply_failed: 'What was applied stays; the next run completes the rest.',
+    paused: 'Switch user synchronization on again to resume.',
+    disabled: 'Enable the integration to synchronize again.',
+    not_connected: 'Connect to Microsoft Entra ID first.',
+  };
+  function errorBox(r) {
+    const box = el('div', undefined, 'alert alert-error');
+    box.id = 'run-error';
+    box.append(el('p', r.error));
+    if (ERROR_HELP[r.errorCode]) box.append(el('p', ERROR_HELP[r.errorCode], 'small'));
+    return box;
   }
 
   function table(heads, rows, id) {
@@ -136,21 +170,36 @@
       $('sync-progress').hidden = true;
       renderReport(r.data);
       loadRuns();
-      if (SB.reloadIntegration) SB.reloadIntegration();
+      statusAfter(r.data.state === 'failed');
     };
     tick();
+  }
+
+  // statusAfter reloads the integration status after a run: a failed run
+  // may put the integration in error just after the run is published, so
+  // a failure is looked at again a moment later.
+  function statusAfter(failed) {
+    if (!SB.reloadIntegration) return;
+    SB.reloadIntegration();
+    if (failed) setTimeout(SB.reloadIntegration, 1500);
   }
 
   async function start(dryRun) {
     $('run-report').hidden = true;
     progress({ dryRun, phase: 'reading' });
     const r = await SB.api('POST', '/api/v1/integration/sync' + (dryRun ? '?dryRun=true' : '?wait=false'));
-    if (!r.ok) $('sync-progress').hidden = true;
-    if (!r.ok) { SB.toast(SB.errorOf(r).message, true); return; }
+    if (!r.ok) {
+      $('sync-progress').hidden = true;
+      SB.toast(SB.errorOf(r).message, true);
+      loadRuns(); // a failed run is kept in the history with its report
+      statusAfter(true); // and may have put the integration in error
+      return;
+    }
     if (r.data.state === 'running') { progress(r.data); watch(r.data.id); return; }
     $('sync-progress').hidden = true;
     renderReport(r.data);
     loadRuns();
+    statusAfter(r.data.state === 'failed');
   }
 
   // The automatic schedule (GET/PUT /api/v1/integration/schedule).
