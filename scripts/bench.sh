@@ -6,6 +6,7 @@
 #   bash scripts/bench.sh                  # everything (about 3-4 min on 2 cores)
 #   BENCH_QUICK=1 bash scripts/bench.sh    # fewer sync runs (no 100k full sync)
 #   TEST_DATABASE_URL=postgres://... bash scripts/bench.sh   # adds the PostgreSQL store runs
+#                                          # and the 1 vs 2 instances run (internal/jobs)
 #   BENCH_OUT=dir bash scripts/bench.sh    # where raw output goes (default /tmp/switchboard-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,11 +49,18 @@ else
 	run ./internal/syncer '^BenchmarkIncremental$' 1x
 	run ./internal/syncer '^BenchmarkManyPBXs$' 1x
 fi
+# 200 PBXs x 500 users through River jobs on PostgreSQL, 1 vs 2 instances
+# (child processes, 4 sync workers each); skips without TEST_DATABASE_URL.
+run ./internal/jobs '^BenchmarkManyPBXsInstances$' 1x
 kill "$sampler" 2>/dev/null || true
 {
 	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "load (1-min average) during the run: max $(sort -n "$OUT/load.txt" | tail -n1), median $(sort -n "$OUT/load.txt" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 } | tee -a "$OUT/env.txt" >&2
+speedup=$(awk '/^BenchmarkManyPBXsInstances\// {
+	for (i = 3; i < NF; i++) if ($(i + 1) == "s/all-pbxs") { if ($1 ~ /instances=1-/) one = $i; if ($1 ~ /instances=2-/) two = $i }
+} END { if (one > 0 && two > 0) printf "%.2fx (%.2f s with 1 instance, %.2f s with 2)", one / two, one, two }' "$RAW")
+if [[ -n "$speedup" ]]; then echo "200 PBXs x 500 users, 2 instances vs 1: $speedup" | tee -a "$OUT/env.txt" >&2; fi
 
 # Table: one row per benchmark result line; ns/op as seconds, then the
 # custom metrics each benchmark reports (s/sync, graph-requests, peak-rss-MiB...).
