@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/apitest"
 	"github.com/switchboard-pbx/switchboard/internal/app"
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
@@ -136,21 +136,9 @@ func startCallStack(t *testing.T, kdb *siptest.DB) callStack {
 	s.api = e2eClient{t: t, base: base, http: &http.Client{Timeout: 40 * time.Second}}
 
 	step(t, "connect the integration to the sim", func() {
-		u, err := s.a.Integration.StartConnect(ctx, directory.DefaultPBX, "e2e", "test", integration.ConnectInput{
-			ClientID: e2eClientID, TenantID: e2eTenantID, ClientSecret: e2eClientSecret}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		res, err := s.api.http.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if !s.a.Integration.Connected(ctx, directory.DefaultPBX) {
-			t.Fatalf("not connected after the sign-in: %d %s", res.StatusCode, b)
-		}
+		// The sim's authorize endpoint signs in at once and redirects to the callback.
+		apitest.ConnectSim(t, s.a.Integration, directory.DefaultPBX, integration.ConnectInput{
+			ClientID: e2eClientID, TenantID: e2eTenantID, ClientSecret: e2eClientSecret})
 	})
 
 	step(t, "user sync (all users), initial sync", func() {

@@ -1,8 +1,6 @@
 package app
 
 import (
-	"bytes"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/apitest"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
 	"github.com/switchboard-pbx/switchboard/internal/sim"
@@ -60,16 +59,8 @@ func startFull(t *testing.T) *fullApp {
 		t.Fatal(err)
 	}
 	f := &fullApp{t: t, a: a, tenant: tenant, base: c.PublicURL}
-	u, err := a.Integration.StartConnect(ctx, directory.DefaultPBX, "test", "test",
-		integration.ConnectInput{ClientID: flowClient, TenantID: flowTenant, ClientSecret: flowSecret}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	apitest.ConnectSim(t, a.Integration, directory.DefaultPBX,
+		integration.ConnectInput{ClientID: flowClient, TenantID: flowTenant, ClientSecret: flowSecret})
 	if st := f.status(); st["status"] != "connected" {
 		t.Fatalf("not connected: %v", st)
 	}
@@ -78,21 +69,8 @@ func startFull(t *testing.T) *fullApp {
 
 func (f *fullApp) call(method, path string, body any) (int, map[string]any) {
 	f.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(f.t.Context(), method, f.base+path, rd)
-	req.Header.Set("Authorization", "Bearer "+f.a.Config.AdminToken)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var out map[string]any
-	json.NewDecoder(res.Body).Decode(&out)
-	return res.StatusCode, out
+	code, out, _ := apitest.Call(f.t, f.base, f.a.Config.AdminToken, method, path, body)
+	return code, out
 }
 
 func (f *fullApp) status() map[string]any {

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-pbx/switchboard/internal/apitest"
 	"github.com/switchboard-pbx/switchboard/internal/app"
 	"github.com/switchboard-pbx/switchboard/internal/config"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
@@ -243,22 +244,9 @@ func testSIPRegistrar(t *testing.T, kdb *siptest.DB) {
 	api := e2eClient{t: t, base: base, http: &http.Client{Timeout: 40 * time.Second}}
 
 	step(t, "connect the integration to the sim", func() {
-		u, err := a.Integration.StartConnect(ctx, directory.DefaultPBX, "e2e", "test", integration.ConnectInput{
-			ClientID: e2eClientID, TenantID: e2eTenantID, ClientSecret: e2eClientSecret}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
 		// The sim's authorize endpoint signs in at once and redirects to the callback.
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		res, err := api.http.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if !a.Integration.Connected(ctx, directory.DefaultPBX) {
-			t.Fatalf("not connected after the sign-in: %d %s", res.StatusCode, b)
-		}
+		apitest.ConnectSim(t, a.Integration, directory.DefaultPBX, integration.ConnectInput{
+			ClientID: e2eClientID, TenantID: e2eTenantID, ClientSecret: e2eClientSecret})
 	})
 
 	step(t, "save user sync (deleteWhen disabled,deleted), initial sync", func() {

@@ -30,6 +30,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/switchboard-pbx/switchboard/internal/api"
+	"github.com/switchboard-pbx/switchboard/internal/apitest"
 	"github.com/switchboard-pbx/switchboard/internal/contactsync"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
@@ -320,22 +321,8 @@ func (e *env) connect() {
 
 func (e *env) api(method, path string, body any) (int, map[string]any) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(e.t.Context(), method, e.srv.URL+path, rd)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var out map[string]any
-	_ = json.Unmarshal(raw, &out)
-	return res.StatusCode, out
+	code, out, _ := apitest.Call(e.t, e.srv.URL, adminToken, method, path, body)
+	return code, out
 }
 
 func (e *env) put(set map[string]any) {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/api"
+	"github.com/switchboard-pbx/switchboard/internal/apitest"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
 	"github.com/switchboard-pbx/switchboard/internal/pbx"
@@ -104,23 +105,9 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) api(method, path string, body any) (int, map[string]any) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(e.t.Context(), method, e.srv.URL+path, rd)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
+	code, out, raw := apitest.Call(e.t, e.srv.URL, adminToken, method, path, body)
 	e.answers.Write(raw)
-	var out map[string]any
-	_ = json.Unmarshal(raw, &out)
-	return res.StatusCode, out
+	return code, out
 }
 
 // follow GETs the authorize URL like a browser: redirects are followed to the

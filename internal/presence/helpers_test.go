@@ -1,7 +1,6 @@
 package presence_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/api"
+	"github.com/switchboard-pbx/switchboard/internal/apitest"
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/integration"
 	"github.com/switchboard-pbx/switchboard/internal/pbx"
@@ -156,22 +156,8 @@ func (e *env) seedExtensions() {
 
 func (e *env) api(method, path string, body any) (int, map[string]any) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(e.t.Context(), method, e.srv.URL+path, rd)
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	var out map[string]any
-	_ = json.Unmarshal(raw, &out)
-	return res.StatusCode, out
+	code, out, _ := apitest.Call(e.t, e.srv.URL, adminToken, method, path, body)
+	return code, out
 }
 
 func (e *env) mustAPI(method, path string, body any) map[string]any {
