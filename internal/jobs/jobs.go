@@ -335,6 +335,17 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 		log.DebugContext(ctx, "jobs: another instance holds this PBX's sync lease; snoozing")
 		return river.JobSnooze(w.snooze())
 	}
+	// A retried job (River's rescuer after its instance died, or a retry
+	// after a failure) may find its trigger already served by a run that
+	// finished after the job became due: then it is done.
+	if job.Attempt > 1 {
+		if done, err := satisfied(ctx, w.cfg.Syncer, a.PBX, a.due(job.ScheduledAt)); err != nil {
+			return err
+		} else if done {
+			log.InfoContext(ctx, "jobs: a run since this job became due already succeeded; not repeating it")
+			return nil
+		}
+	}
 	run, err := w.cfg.Syncer.Run(ctx, a.PBX, syncer.RunOptions{Trigger: a.Reason})
 	if err != nil {
 		return err
@@ -415,6 +426,40 @@ func (w *reapWorker) Work(ctx context.Context, _ *river.Job[ReapArgs]) error {
 	return err
 }
 
+// due is when the job's trigger became due: the end of its debounce window
+// (River moves scheduled_at on retries and snoozes, the window stays).
+func (a SyncArgs) due(scheduled time.Time) time.Time {
+	if a.Bucket > 0 {
+		return time.Unix(a.Bucket, 0)
+	}
+	return scheduled
+}
+
+// runLister is the optional part of a Syncer that lists a PBX's run records.
+type runLister interface {
+	ListRuns(ctx context.Context, pbx string) ([]syncer.Run, error)
+}
+
+// satisfied reports whether a real run of the PBX started at or after since
+// and succeeded. A sync is level-triggered, so such a run serves every
+// trigger whose job became due (its window closed) at or before since.
+func satisfied(ctx context.Context, s Syncer, pbx string, since time.Time) (bool, error) {
+	rl, ok := s.(runLister)
+	if !ok {
+		return false, nil
+	}
+	runs, err := rl.ListRuns(ctx, pbx)
+	if err != nil {
+		return false, fmt.Errorf("jobs: listing runs of %s: %w", pbx, err)
+	}
+	for _, run := range runs {
+		if !run.DryRun && run.State == syncer.StateSucceeded && !run.StartedAt.Before(since) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // reap replaces orphaned sync jobs and returns how many it replaced.
 func (r *Runner) reap(ctx context.Context, now time.Time) (int, error) {
 	res, err := r.client.JobList(ctx, river.NewJobListParams().Kinds(SyncArgs{}.Kind()).States(rivertype.JobStateRunning).First(1000))
@@ -439,6 +484,18 @@ func (r *Runner) reap(ctx context.Context, now time.Time) (int, error) {
 		}
 		if held {
 			continue // a live run: its instance renews the lease
+		}
+		if done, err := satisfied(ctx, r.cfg.Syncer, a.PBX, a.due(j.ScheduledAt)); err != nil {
+			return n, err
+		} else if done {
+			// The instance finished the sync but died before River recorded
+			// the job as completed: the trigger is served, so no second run.
+			if _, err := r.client.JobCancel(ctx, j.ID); err != nil {
+				return n, fmt.Errorf("jobs: cancelling orphaned job %d: %w", j.ID, err)
+			}
+			r.cfg.Logger.InfoContext(ctx, "jobs: a stopped instance's sync job had finished its run; not repeating it",
+				"pbx", a.PBX, "job", j.ID, "attemptedBy", j.AttemptedBy)
+			continue
 		}
 		_, err = r.client.Insert(ctx, SyncArgs{PBX: a.PBX, Reason: a.Reason, RescueOf: j.ID}, &river.InsertOpts{
 			Queue: QueueSync, UniqueOpts: river.UniqueOpts{ByArgs: true}})
