@@ -3,9 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,6 +27,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/secret"
 	"github.com/switchboard-pbx/switchboard/internal/sim"
 	"github.com/switchboard-pbx/switchboard/internal/sqlstore"
+	"github.com/switchboard-pbx/switchboard/internal/storetest"
 	"github.com/switchboard-pbx/switchboard/internal/syncer"
 )
 
@@ -171,24 +169,8 @@ func syncBackends(t *testing.T, fn func(t *testing.T, dbURL func() string)) {
 }
 
 func freshPostgres(t *testing.T, base string) string {
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "switchboard_api_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(context.Background(), `CREATE DATABASE `+name); err != nil {
-		admin.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		defer admin.Close()
-		_, _ = admin.ExecContext(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
-	})
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	return u.String()
+	t.Helper()
+	return storetest.PostgresDB(t, "switchboard_api_")
 }
 
 func TestUserSyncAPI(t *testing.T) {

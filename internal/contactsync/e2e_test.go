@@ -6,9 +6,6 @@ package contactsync_test
 
 import (
 	"bytes"
-	"context"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,7 +13,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,8 +20,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"crypto/rand"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
@@ -40,6 +34,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/sim/idp"
 	"github.com/switchboard-pbx/switchboard/internal/sqlstore"
 	"github.com/switchboard-pbx/switchboard/internal/store"
+	"github.com/switchboard-pbx/switchboard/internal/storetest"
 )
 
 const (
@@ -63,25 +58,8 @@ func backends(t *testing.T, fn func(t *testing.T, dsn func(t *testing.T) string)
 }
 
 func pgDatabase(t *testing.T) string {
-	base := os.Getenv("TEST_DATABASE_URL")
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "switchboard_contacts_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(context.Background(), `CREATE DATABASE `+name); err != nil {
-		admin.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		defer admin.Close()
-		_, _ = admin.ExecContext(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
-	})
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	return u.String()
+	t.Helper()
+	return storetest.PostgresDB(t, "switchboard_contacts_")
 }
 
 // blocker answers 403 ErrorAccessDenied for the contacts of chosen mailboxes,

@@ -2,14 +2,10 @@ package jobs_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +21,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/secret"
 	"github.com/switchboard-pbx/switchboard/internal/sim"
 	"github.com/switchboard-pbx/switchboard/internal/sqlstore"
+	"github.com/switchboard-pbx/switchboard/internal/storetest"
 	"github.com/switchboard-pbx/switchboard/internal/syncer"
 )
 
@@ -280,31 +277,7 @@ func (w *world) waitIdle(db *sql.DB, timeout time.Duration) {
 // at the end) and returns its url; it skips when TEST_DATABASE_URL is unset.
 func pgDatabase(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("TEST_DATABASE_URL is not set (eval \"$(bash .ci/start-postgres.sh)\")")
-	}
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "switchboard_jobs_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(context.Background(), `CREATE DATABASE `+name); err != nil {
-		admin.Close()
-		t.Fatalf("create test database: %v", err)
-	}
-	t.Cleanup(func() {
-		defer admin.Close()
-		_, _ = admin.ExecContext(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return storetest.PostgresDB(t, "switchboard_jobs_")
 }
 
 // backends runs fn on SQLite, and on PostgreSQL when TEST_DATABASE_URL is set.

@@ -2,11 +2,6 @@ package sqlstore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"sync"
 	"testing"
 
@@ -23,33 +18,7 @@ import (
 // TEST_DATABASE_URL is empty; CI always sets it (.ci/start-postgres.sh).
 func pgDatabase(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv("TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("TEST_DATABASE_URL is not set (eval \"$(bash .ci/start-postgres.sh)\")")
-	}
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "switchboard_test_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(context.Background(), `CREATE DATABASE `+name); err != nil {
-		admin.Close()
-		t.Fatalf("create test database: %v", err)
-	}
-	t.Cleanup(func() {
-		defer admin.Close()
-		if _, err := admin.ExecContext(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return storetest.PostgresDB(t, "switchboard_test_")
 }
 
 func openPG(t testing.TB, dbURL string) *sqlstore.Store {
