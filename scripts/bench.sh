@@ -50,17 +50,22 @@ else
 	run ./internal/syncer '^BenchmarkManyPBXs$' 1x
 fi
 # 200 PBXs x 500 users through River jobs on PostgreSQL, 1 vs 2 instances
-# (child processes, 4 sync workers each); skips without TEST_DATABASE_URL.
+# (child processes, 2 and 4 sync workers each); skips without TEST_DATABASE_URL.
 run ./internal/jobs '^BenchmarkManyPBXsInstances$' 1x
 kill "$sampler" 2>/dev/null || true
 {
 	echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "load (1-min average) during the run: max $(sort -n "$OUT/load.txt" | tail -n1), median $(sort -n "$OUT/load.txt" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
 } | tee -a "$OUT/env.txt" >&2
+# The 1 vs 2 instances speed-up, per per-instance worker setting.
 speedup=$(awk '/^BenchmarkManyPBXsInstances\// {
-	for (i = 3; i < NF; i++) if ($(i + 1) == "s/all-pbxs") { if ($1 ~ /instances=1-/) one = $i; if ($1 ~ /instances=2-/) two = $i }
-} END { if (one > 0 && two > 0) printf "%.2fx (%.2f s with 1 instance, %.2f s with 2)", one / two, one, two }' "$RAW")
-if [[ -n "$speedup" ]]; then echo "200 PBXs x 500 users, 2 instances vs 1: $speedup" | tee -a "$OUT/env.txt" >&2; fi
+	w = $1; sub(/.*workers=/, "", w); sub(/\/.*/, "", w)
+	for (i = 3; i < NF; i++) if ($(i + 1) == "s/all-pbxs") { if ($1 ~ /instances=1-/) one[w] = $i; if ($1 ~ /instances=2-/) two[w] = $i }
+} END { for (w in one) if (one[w] > 0 && two[w] > 0) printf "%s workers per instance: %.2fx (%.2f s with 1 instance, %.2f s with 2)\n", w, one[w] / two[w], one[w], two[w] }' "$RAW" | sort -n)
+if [[ -n "$speedup" ]]; then
+	echo "200 PBXs x 500 users, 2 instances vs 1:" | tee -a "$OUT/env.txt" >&2
+	echo "$speedup" | tee -a "$OUT/env.txt" >&2
+fi
 
 # Table: one row per benchmark result line; ns/op as seconds, then the
 # custom metrics each benchmark reports (s/sync, graph-requests, peak-rss-MiB...).

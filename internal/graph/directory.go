@@ -6,6 +6,7 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -18,7 +19,38 @@ func (c *Client) ListUsers(ctx context.Context, opt ListOptions) iter.Seq2[User,
 	if len(opt.Select) == 0 {
 		opt.Select = UserSelect
 	}
-	return List[User](ctx, c, "/users", opt)
+	return listUsers(ctx, c, opt)
+}
+
+// listUsers lists /users, decoding lean when opt.Select allows it.
+func listUsers(ctx context.Context, c *Client, opt ListOptions) iter.Seq2[User, error] {
+	if !lean(opt.Select) {
+		return List[User](ctx, c, "/users", opt)
+	}
+	return func(yield func(User, error) bool) {
+		for u, err := range List[leanUser](ctx, c, "/users", opt) {
+			if !yield(User(u), err) {
+				return
+			}
+		}
+	}
+}
+
+// leanUser is User without its UnmarshalJSON: a page of them is decoded in one
+// pass over the body and the raw objects are not kept. User's own decoder
+// scans every object three more times (finding its end, validating it again,
+// copying it), which was a third of a 500-user sync's CPU.
+type leanUser User
+
+// lean reports whether every selected property is a field of User, so that the
+// raw JSON of a user can hold nothing Property needs.
+func lean(sel []string) bool {
+	for _, p := range sel {
+		if !slices.ContainsFunc(UserSelect, func(m string) bool { return strings.EqualFold(m, p) }) {
+			return false
+		}
+	}
+	return len(sel) > 0
 }
 
 // GetUser reads one user by id or userPrincipalName (sel defaults to UserSelect).
@@ -76,7 +108,7 @@ func (c *Client) SearchUsers(ctx context.Context, term string, opt ListOptions) 
 	if len(opt.Select) == 0 {
 		opt.Select = UserSelect
 	}
-	return List[User](ctx, c, "/users", opt)
+	return listUsers(ctx, c, opt)
 }
 
 // SearchGroups is SearchUsers for groups (displayName, mail, description).
@@ -167,7 +199,19 @@ func (c *Client) UsersDelta(ctx context.Context, link string, sel []string, fn f
 	if len(sel) == 0 {
 		sel = UserSelect
 	}
-	return Delta(ctx, c, "/users/delta", url.Values{"$select": {strings.Join(sel, ",")}}, link, fn, opts...)
+	q := url.Values{"$select": {strings.Join(sel, ",")}}
+	if !lean(sel) {
+		return Delta(ctx, c, "/users/delta", q, link, fn, opts...)
+	}
+	// A stored link carries the $select it was made with; the sync resets its
+	// delta link whenever what it reads changes, so sel describes it.
+	return Delta(ctx, c, "/users/delta", q, link, func(p DeltaPage[leanUser]) error {
+		items := make([]User, len(p.Items))
+		for i, u := range p.Items {
+			items[i] = User(u)
+		}
+		return fn(DeltaPage[User]{Items: items, NextLink: p.NextLink, DeltaLink: p.DeltaLink})
+	}, opts...)
 }
 
 // GroupsDelta runs one group delta round. sel defaults to GroupSelect plus "members", so

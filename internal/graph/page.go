@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"net/http"
@@ -118,10 +119,19 @@ func getPageInto[T any](ctx context.Context, c *Client, pathOrLink string, q url
 	clear(w.Value[:cap(w.Value)])
 	w.Value = w.Value[:0]
 	w.NextLink, w.DeltaLink, w.Count = "", "", nil
-	if err := json.Unmarshal(resp.bytes(), w); err != nil {
+	if err := json.Unmarshal(resp.bytes(), w); err != nil && !inItem(err) {
 		return fmt.Errorf("graph: GET %s: decode page: %w", stripQuery(pathOrLink), err)
 	}
 	return nil
+}
+
+// inItem reports a type error inside one item of "value" (a property of an
+// unexpected JSON type): the decoder skipped that property and decoded the
+// rest, so the page stands, as it does for types with a tolerant UnmarshalJSON.
+// A "value" that is not an array is not tolerated.
+func inItem(err error) bool {
+	var te *json.UnmarshalTypeError
+	return errors.As(err, &te) && strings.HasPrefix(te.Field, "value.")
 }
 
 // ForEachPage reads a collection page by page, calling fn for each, following

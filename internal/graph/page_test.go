@@ -367,3 +367,61 @@ func TestPagingConstantMemory(t *testing.T) {
 		t.Errorf("live heap grew by %d bytes while paging", hi-lo)
 	}
 }
+
+// A user list whose $select holds only modelled properties is decoded lean
+// (no raw JSON kept); it must read exactly what the raw-keeping decoder reads,
+// skip a property of the wrong JSON type, and still refuse a body whose
+// "value" is not an array.
+func TestLeanUserDecodeMatchesRaw(t *testing.T) {
+	f := newFakeTenant(t)
+	body := `{"value":[
+		{"id":"u1","displayName":"Ada","jobTitle":42,"accountEnabled":false,"businessPhones":["+1 1"],
+		 "onPremisesExtensionAttributes":{"extensionAttribute7":"4711"},"extension_abc_costCenter":"CC-9"},
+		{"id":"u2","displayName":"Bo","userType":"Guest","@removed":{"reason":"changed"}}]}`
+	f.mux.HandleFunc("GET /v1.0/users", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("$select") == "bad" {
+			_, _ = w.Write([]byte(`{"value":"not an array"}`))
+			return
+		}
+		_, _ = w.Write([]byte(body))
+	})
+	c, _ := newTestClient(t, f)
+	read := func(sel ...string) []User {
+		t.Helper()
+		var out []User
+		for u, err := range c.ListUsers(t.Context(), ListOptions{Select: sel}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, u)
+		}
+		return out
+	}
+	leanUsers := read("id", "displayName", "jobTitle", "accountEnabled", "businessPhones", "onPremisesExtensionAttributes", "userType")
+	rawUsers := read("id", "displayName", "extension_abc_costCenter")
+	if !lean([]string{"ID", "DisplayName"}) || lean([]string{"id", "extension_abc_costCenter"}) || lean(nil) {
+		t.Fatal("lean() misjudges which selects are modelled")
+	}
+	if len(leanUsers) != 2 || len(rawUsers) != 2 {
+		t.Fatalf("got %d lean and %d raw users, want 2 each", len(leanUsers), len(rawUsers))
+	}
+	for i := range leanUsers {
+		l, r := leanUsers[i], rawUsers[i]
+		if l.Raw() != nil || r.Raw() == nil {
+			t.Errorf("user %d: lean raw %q, raw raw %q", i, l.Raw(), r.Raw())
+		}
+		lb, _ := json.Marshal(l)
+		rb, _ := json.Marshal(r)
+		eq(t, "user "+l.ID, string(lb), string(rb))
+	}
+	prop(t, leanUsers[0], "extensionAttribute7", "4711")
+	prop(t, leanUsers[0], "jobTitle", "")
+	eq(t, "enabled", leanUsers[0].Enabled(), false)
+	eq(t, "removed", leanUsers[1].IsRemoved(), true)
+	prop(t, rawUsers[0], "extension_abc_costCenter", "CC-9")
+	for _, err := range c.ListUsers(t.Context(), ListOptions{Select: []string{"bad"}}) {
+		if err == nil || !strings.Contains(err.Error(), "decode page") {
+			t.Fatalf("a non-array value: err %v, want a decode error", err)
+		}
+	}
+}
