@@ -166,10 +166,14 @@ type Run struct {
 	GraphRequests  int      `json:"graphRequests"`
 	Notes          []string `json:"notes,omitempty"`
 	Error          string   `json:"error,omitempty"`
-	// ErrorCode classifies a failure: paused, disabled, not_connected, read_failed, apply_failed, internal.
-	ErrorCode   string `json:"errorCode,omitempty"`
-	ConfirmedBy string `json:"confirmedBy,omitempty"`
-	Confirms    string `json:"confirms,omitempty"`
+	// ErrorCode classifies a failure: paused, disabled, not_connected, read_failed, apply_failed,
+	// throttled (Graph kept answering 429/503 after the client's own retries), unauthorized
+	// (Graph refused the app: 401/403), lease_lost (another instance took the PBX over), internal.
+	ErrorCode string `json:"errorCode,omitempty"`
+	// RetryAfter is Graph's Retry-After of a throttled run (ErrorCode throttled), when it gave one.
+	RetryAfter  time.Duration `json:"retryAfter,omitempty"`
+	ConfirmedBy string        `json:"confirmedBy,omitempty"`
+	Confirms    string        `json:"confirms,omitempty"`
 }
 
 // Limits on what a run record keeps.
