@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -183,41 +185,109 @@ func (s *Store) GetSetting(ctx context.Context, pbx, key string) ([]byte, error)
 // UpdateSetting calls fn with the stored value (nil when unset) and stores
 // what it returns (nil deletes), in one transaction serialised per key.
 func (s *Store) UpdateSetting(ctx context.Context, pbx, key string, fn func(old []byte) ([]byte, error)) error {
+	return s.UpdateSettingFenced(ctx, pbx, key, nil, fn)
+}
+
+// UpdateSettingFenced is UpdateSetting under a fence (nil: none): the
+// fence's setting is locked and checked first, in the same transaction.
+func (s *Store) UpdateSettingFenced(ctx context.Context, pbx, key string, fence *store.Fence, fn func(old []byte) ([]byte, error)) error {
 	if key == "" {
 		return &directory.FieldError{Field: "key", Code: "required", Reason: "is required"}
 	}
+	if fence != nil && fence.Key == key {
+		return errors.New("sqlstore: a setting cannot fence itself")
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.fl.lockKey(ctx, tx, "setting/"+pbx+"/"+key); err != nil {
+		if err := s.checkFence(ctx, tx, pbx, fence); err != nil {
 			return err
 		}
-		var old []byte
-		err := tx.QueryRowContext(ctx, `SELECT value FROM setting WHERE pbx_id = $1 AND key = $2`, pbx, key).Scan(&old)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			old = nil
-		case err != nil:
-			return err
-		case old == nil:
-			old = []byte{}
-		}
-		v, err := fn(slices.Clone(old))
+		old, err := s.lockedSetting(ctx, tx, pbx, key)
 		if err != nil {
 			return err
 		}
-		if v == nil {
-			_, err = tx.ExecContext(ctx, `DELETE FROM setting WHERE pbx_id = $1 AND key = $2`, pbx, key)
+		v, err := fn(old)
+		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO setting (pbx_id, key, value, updated_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (pbx_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
-			pbx, key, v, s.fl.ts(now()))
-		return err
+		return s.putSetting(ctx, tx, pbx, key, v)
 	})
+}
+
+// putSetting stores v under key (nil deletes); the caller holds the key's lock.
+func (s *Store) putSetting(ctx context.Context, tx *sql.Tx, pbx, key string, v []byte) error {
+	if v == nil {
+		_, err := tx.ExecContext(ctx, `DELETE FROM setting WHERE pbx_id = $1 AND key = $2`, pbx, key)
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO setting (pbx_id, key, value, updated_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (pbx_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+		pbx, key, v, s.fl.ts(now()))
+	return err
+}
+
+// writeSettings stores a bulk write's settings in its transaction, in key
+// order (so two writers lock shared keys in the same order).
+func (s *Store) writeSettings(ctx context.Context, tx *sql.Tx, pbx string, m map[string][]byte) error {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if k == "" {
+			return &directory.FieldError{Field: "key", Code: "required", Reason: "is required"}
+		}
+		if err := s.fl.lockKey(ctx, tx, "setting/"+pbx+"/"+k); err != nil {
+			return err
+		}
+		if err := s.putSetting(ctx, tx, pbx, k, m[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lockedSetting takes the setting's transaction lock (the one UpdateSetting
+// serialises on; SQLite's writes are serialised already) and returns its
+// value as committed now: nil when unset, never shared with the driver.
+// Under READ COMMITTED the SELECT after the lock sees every write of the
+// key that committed before it.
+func (s *Store) lockedSetting(ctx context.Context, tx *sql.Tx, pbx, key string) ([]byte, error) {
+	if err := s.fl.lockKey(ctx, tx, "setting/"+pbx+"/"+key); err != nil {
+		return nil, err
+	}
+	var v []byte
+	err := tx.QueryRowContext(ctx, `SELECT value FROM setting WHERE pbx_id = $1 AND key = $2`, pbx, key).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case v == nil:
+		return []byte{}, nil
+	}
+	return slices.Clone(v), nil
+}
+
+// checkFence runs a write's fence (nil: none) inside its transaction: the
+// fence's setting stays locked until the write commits or rolls back, so an
+// UpdateSetting of that key (a lease taken over) lands before or after the
+// whole write, never in between.
+func (s *Store) checkFence(ctx context.Context, tx *sql.Tx, pbx string, f *store.Fence) error {
+	if f == nil {
+		return nil
+	}
+	if f.Key == "" || f.Check == nil {
+		return errors.New("sqlstore: a fence needs a key and a check")
+	}
+	v, err := s.lockedSetting(ctx, tx, pbx, f.Key)
+	if err != nil {
+		return err
+	}
+	return f.Check(v)
 }
 
 // ListSettings returns the PBX's settings whose key starts with prefix.
 func (s *Store) ListSettings(ctx context.Context, pbx, prefix string) (map[string][]byte, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT key, value FROM setting WHERE pbx_id = $1`, pbx)
+	// The prefix is matched in SQL (substr counts characters on both
+	// flavours): the values of other keys (run records) never travel.
+	rows, err := s.r.QueryContext(ctx, `SELECT key, value FROM setting WHERE pbx_id = $1 AND substr(key, 1, $2) = $3`,
+		pbx, utf8.RuneCountInString(prefix), prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -431,6 +431,13 @@ func (s *Store) ApplyExtensions(ctx context.Context, pbx string, c store.Extensi
 	}
 
 	err := s.txConn(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
+		// The fence first: a refused write takes no other lock.
+		if err := s.checkFence(ctx, tx, pbx, c.Fence); err != nil {
+			return err
+		}
+		if err := s.writeSettings(ctx, tx, pbx, c.Settings); err != nil {
+			return err
+		}
 		p, err := lockPBX(ctx, tx, s.fl, pbx)
 		if err != nil {
 			return err

@@ -57,6 +57,24 @@ type ExtensionChanges struct {
 	Create []*directory.Extension
 	Update []*directory.Extension // full records, matched by ID
 	Delete []string               // extension ids
+	// Fence, when set, makes the write conditional: see Fence.
+	Fence *Fence
+	// Settings are settings of the same PBX written in the same transaction
+	// (a nil value deletes the key): they land if and only if the batch
+	// does (the sync engine's welcome-email outbox).
+	Settings map[string][]byte
+}
+
+// Fence makes a write conditional on a setting of the same PBX (the sync
+// engine's lease, so that an instance that lost its lease writes nothing).
+// The store reads the setting inside the write's own transaction, serialised
+// with UpdateSetting of that key (PostgreSQL: the key's transaction lock;
+// SQLite: the single writer), and calls Check with its value (nil when
+// unset). An error from Check rolls the whole write back and is returned
+// unchanged.
+type Fence struct {
+	Key   string
+	Check func(value []byte) error
 }
 
 // ContactOwner names whose contacts a bulk replace touches.
@@ -106,6 +124,9 @@ type Settings interface {
 	// UpdateSetting calls fn with the stored value (nil when unset) and
 	// stores what it returns, in one transaction; a nil result deletes.
 	UpdateSetting(ctx context.Context, pbx, key string, fn func(old []byte) ([]byte, error)) error
+	// UpdateSettingFenced is UpdateSetting under a fence (nil: none), checked
+	// in the same transaction before fn runs; fence.Key must differ from key.
+	UpdateSettingFenced(ctx context.Context, pbx, key string, fence *Fence, fn func(old []byte) ([]byte, error)) error
 	ListSettings(ctx context.Context, pbx, prefix string) (map[string][]byte, error)
 }
 

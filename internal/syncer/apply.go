@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/store"
@@ -20,21 +21,18 @@ func itemError(err error) bool {
 // apply writes the plan through pbx.Service in transactions of ApplyBatch
 // changes: deletions first (they free numbers, emails and capacity), then
 // updates, then creations. A batch refused because of one record is retried
-// record by record and the refused ones are reported as skipped. It returns
-// the created extensions.
-//
-// Unless keepCreated (welcome emails), applied records are let go batch by
-// batch, so that a 100,000-user first sync does not hold them all to the end.
-func (e *Engine) apply(ctx context.Context, pbx string, fl *inflight, w *Run, pl *plan, keepCreated bool) ([]*directory.Extension, error) {
-	var created []*directory.Extension
+// record by record and the refused ones are reported as skipped. Every
+// transaction is fenced by the run's lease. With welcome, each transaction
+// also writes the welcome emails of the extensions it creates into the
+// outbox (welcome.go), so that they are sent if and only if the
+// extensions exist. Applied records are let go batch by batch, so that a
+// 100,000-user first sync does not hold them all to the end.
+func (e *Engine) apply(ctx context.Context, pbx string, fl *inflight, w *Run, pl *plan, welcome bool) error {
 	batch := 0
 	count := func(a Action) {
 		switch a.Op {
 		case OpCreate:
 			w.Created++
-			if keepCreated {
-				created = append(created, a.ext)
-			}
 		case OpUpdate:
 			w.Updated++
 		case OpBind:
@@ -45,8 +43,12 @@ func (e *Engine) apply(ctx context.Context, pbx string, fl *inflight, w *Run, pl
 			w.Deleted++
 		}
 	}
-	changes := func(acts []Action) store.ExtensionChanges {
-		var c store.ExtensionChanges
+	fence := e.leaseFence(w.ID) // every batch lands only while the run holds the lease
+	changes := func(acts []Action, tag string) store.ExtensionChanges {
+		c := store.ExtensionChanges{Fence: fence}
+		if welcome {
+			c.Settings = e.outbox(w.ID, tag, acts)
+		}
 		for _, a := range acts {
 			switch a.Op {
 			case OpCreate:
@@ -67,17 +69,18 @@ func (e *Engine) apply(ctx context.Context, pbx string, fl *inflight, w *Run, pl
 				e.BeforeApplyBatch(w, batch)
 			}
 			batch++
-			err := e.PBX.ApplyExtensions(ctx, pbx, changes(acts))
+			tag := fmt.Sprintf("%06d", batch)
+			err := e.PBX.ApplyExtensions(ctx, pbx, changes(acts, tag))
 			switch {
 			case err == nil:
 				for _, a := range acts {
 					count(a)
 				}
 			case itemError(err):
-				for _, a := range acts {
-					if err := e.PBX.ApplyExtensions(ctx, pbx, changes([]Action{a})); err != nil {
+				for i, a := range acts {
+					if err := e.PBX.ApplyExtensions(ctx, pbx, changes([]Action{a}, fmt.Sprintf("%s-%05d", tag, i))); err != nil {
 						if !itemError(err) {
-							return created, err
+							return err
 						}
 						w.skip(a.Subject, a.EntraID, "not applied ("+a.Op+"): "+err.Error())
 						continue
@@ -85,7 +88,7 @@ func (e *Engine) apply(ctx context.Context, pbx string, fl *inflight, w *Run, pl
 					count(a)
 				}
 			default:
-				return created, err
+				return err
 			}
 			for i := range acts {
 				acts[i].ext = nil
@@ -95,5 +98,5 @@ func (e *Engine) apply(ctx context.Context, pbx string, fl *inflight, w *Run, pl
 			})
 		}
 	}
-	return created, nil
+	return nil
 }

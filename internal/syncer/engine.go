@@ -64,7 +64,12 @@ type Engine struct {
 	// LeaseTTL is how long a run's lease on its PBX lasts without renewal
 	// (default 1 minute; renewed every third of it). The lease keeps one run
 	// per PBX across instances sharing a database; a stopped process's lease
-	// expires after LeaseTTL.
+	// expires after LeaseTTL. A run that finds its lease taken over when it
+	// renews it (the process was paused for longer than LeaseTTL) is
+	// cancelled and fails with ErrorCode lease_lost; its extension batches,
+	// delta links and welcome-email outbox writes are fenced by the lease in
+	// their own transactions, so none of them lands after another instance
+	// took the PBX over.
 	LeaseTTL time.Duration
 	// BeforeApplyBatch, when set, is called before each apply transaction
 	// (tests use it to stop a process mid-apply).

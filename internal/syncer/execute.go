@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -42,10 +43,17 @@ func (e *Engine) execute(ctx context.Context, pbx string, opt RunOptions, fl *in
 		log.InfoContext(ctx, "sync: run finished", "state", w.State, "created", w.Created, "updated", w.Updated,
 			"deleted", w.Deleted, "unchanged", w.Unchanged, "skipped", w.SkippedTotal, "graphRequests", w.GraphRequests, "err", w.Error)
 	}()
+	// runCtx is cancelled, with the cause, when the run loses its lease: a
+	// run paused past its lease (a stopped VM, a long GC pause, a cut
+	// network) and taken over by another instance stops instead of carrying
+	// on with a stale plan. Its writes are fenced as well (leaseFence), for
+	// the ones already under way when it wakes up.
+	runCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	release, err := e.acquireLease(ctx, pbx, w.ID, func() {
 		e.progress(fl, func(r *Run) { r.Phase = "waiting" })
 		log.InfoContext(ctx, "sync: another instance is syncing this PBX; waiting for it")
-	})
+	}, cancel)
 	if err != nil {
 		w.State, w.Error, w.ErrorCode = StateFailed, "taking the run lease: "+err.Error(), "internal"
 		return
@@ -57,11 +65,18 @@ func (e *Engine) execute(ctx context.Context, pbx string, opt RunOptions, fl *in
 			log.ErrorContext(ctx, "sync: saving the run record failed", "err", err)
 		}
 	}
-	if err := e.sync(ctx, pbx, opt, fl, w); err != nil {
+	if err := e.sync(runCtx, pbx, opt, fl, w); err != nil {
+		if cause := context.Cause(runCtx); errors.Is(cause, errLeaseLost) && !errors.Is(err, errLeaseLost) {
+			// What failed was the cancellation: report its cause.
+			err = fmt.Errorf("%w; the run stopped (%v)", cause, err)
+		}
 		syncErr = err
 		w.State = StateFailed
 		w.Error = err.Error()
 		w.ErrorCode = errorCode(err)
+		if w.ErrorCode == "throttled" {
+			w.RetryAfter = retryAfter(err)
+		}
 		switch w.ErrorCode {
 		case "paused", "disabled", "not_connected":
 			return
@@ -196,8 +211,7 @@ func (e *Engine) syncUsers(ctx context.Context, pbx string, opt RunOptions, fl *
 	}
 
 	e.progress(fl, func(r *Run) { r.Phase = "applying" })
-	created, err := e.apply(ctx, pbx, fl, w, pl, s.WelcomeEmail)
-	if err != nil {
+	if err := e.apply(ctx, pbx, fl, w, pl, s.WelcomeEmail); err != nil {
 		return &stepError{code: "apply_failed", err: fmt.Errorf("applying the plan failed (committed steps stay; the next run completes the rest): %w", err)}
 	}
 	// The delta link advances only now that everything it covers is applied.
@@ -207,13 +221,11 @@ func (e *Engine) syncUsers(ctx context.Context, pbx string, opt RunOptions, fl *
 	if rd.deltaLink != "" {
 		doc, _ = json.Marshal(deltaDoc{Link: rd.deltaLink, Fingerprint: s.fingerprint(), NextNumber: pl.next, SavedAt: e.now()})
 	}
-	if err := e.Store.UpdateSetting(ctx, pbx, keyDeltaUsers, func([]byte) ([]byte, error) { return doc, nil }); err != nil {
+	if err := e.Store.UpdateSettingFenced(ctx, pbx, keyDeltaUsers, e.leaseFence(w.ID), func([]byte) ([]byte, error) { return doc, nil }); err != nil {
 		return fmt.Errorf("storing the delta link: %w", err)
 	}
-	if s.WelcomeEmail && len(created) > 0 {
-		e.progress(fl, func(r *Run) { r.Phase = "mailing" })
-		e.sendWelcome(ctx, pbx, w, created)
-	}
+	e.progress(fl, func(r *Run) { r.Phase = "mailing" })
+	e.drainWelcome(ctx, pbx, w, s.WelcomeEmail)
 	return nil
 }
 
@@ -341,8 +353,13 @@ type stepError struct {
 func (s *stepError) Error() string { return s.err.Error() }
 func (s *stepError) Unwrap() error { return s.err }
 
+// errorCode classifies a run's failure (Run.ErrorCode). Graph's answers
+// win over the step that met them: a read or a group call that Graph kept
+// throttling is "throttled", one Graph refused (401/403: credentials revoked,
+// consent or permissions removed) is "unauthorized", wherever it happened.
 func errorCode(err error) string {
 	var se *stepError
+	var ge *graph.Error
 	switch {
 	case errors.Is(err, ErrPaused):
 		return "paused"
@@ -350,8 +367,23 @@ func errorCode(err error) string {
 		return "disabled"
 	case errors.Is(err, ErrNotConnected):
 		return "not_connected"
+	case errors.Is(err, errLeaseLost):
+		return "lease_lost"
+	case errors.As(err, &ge) && ge.Is(graph.ErrThrottled):
+		return "throttled"
+	case errors.As(err, &ge) && (ge.Status == http.StatusUnauthorized || ge.Status == http.StatusForbidden):
+		return "unauthorized"
 	case errors.As(err, &se):
 		return se.code
 	}
 	return "internal"
+}
+
+// retryAfter is Graph's Retry-After carried by a throttled run's error (0: none).
+func retryAfter(err error) time.Duration {
+	var ge *graph.Error
+	if errors.As(err, &ge) && ge.Is(graph.ErrThrottled) {
+		return ge.RetryAfter
+	}
+	return 0
 }

@@ -184,8 +184,8 @@ func (e *Engine) loadGroupDoc(ctx context.Context, pbx string, gs *GroupSettings
 }
 
 // saveGroupDoc stores the mirror with its link, keeping only the members the
-// chosen groups need.
-func (e *Engine) saveGroupDoc(ctx context.Context, pbx string, d *groupDoc, needed map[string]bool) error {
+// chosen groups need; only while run holds the PBX's lease.
+func (e *Engine) saveGroupDoc(ctx context.Context, pbx, run string, d *groupDoc, needed map[string]bool) error {
 	for id := range d.Members {
 		if !needed[id] {
 			delete(d.Members, id)
@@ -196,7 +196,7 @@ func (e *Engine) saveGroupDoc(ctx context.Context, pbx string, d *groupDoc, need
 	if err != nil {
 		return err
 	}
-	return e.Store.UpdateSetting(ctx, pbx, keyDeltaGroups, func([]byte) ([]byte, error) { return b, nil })
+	return e.Store.UpdateSettingFenced(ctx, pbx, keyDeltaGroups, e.leaseFence(run), func([]byte) ([]byte, error) { return b, nil })
 }
 
 // readGroupsDelta brings the mirror up to date: a delta round from the stored

@@ -465,7 +465,7 @@ func (e *Engine) syncGroups(ctx context.Context, pbx string, opt RunOptions, w *
 		w.countGroup(ch.kind)
 	}
 	// The mirror and its delta link advance only now that the changes are applied.
-	if err := e.saveGroupDoc(ctx, pbx, d, needed); err != nil {
+	if err := e.saveGroupDoc(ctx, pbx, w.ID, d, needed); err != nil {
 		return fmt.Errorf("storing the groups delta link: %w", err)
 	}
 	return nil

@@ -27,7 +27,7 @@ func (e *Engine) exclusive(ctx context.Context, pbx string, opt RunOptions, fn f
 		}
 		w := run.clone()
 		ctx := context.WithoutCancel(ctx)
-		release, err := e.acquireLease(ctx, pbx, w.ID, nil)
+		release, err := e.acquireLease(ctx, pbx, w.ID, nil, nil)
 		if err == nil {
 			e.markInterrupted(ctx, pbx, w.ID)
 			err = fn(w)
@@ -81,7 +81,7 @@ func (e *Engine) Pause(ctx context.Context, pbx, actor string, deleteExtensions 
 		}
 		for start := 0; start < len(ids); start += e.batchSize() {
 			part := ids[start:min(start+e.batchSize(), len(ids))]
-			if err := e.PBX.ApplyExtensions(ctx, pbx, store.ExtensionChanges{Delete: part}); err != nil {
+			if err := e.PBX.ApplyExtensions(ctx, pbx, store.ExtensionChanges{Delete: part, Fence: e.leaseFence(w.ID)}); err != nil {
 				return fmt.Errorf("deleting synced extensions: %w", err)
 			}
 			w.Deleted += len(part)

@@ -8,7 +8,6 @@ import (
 
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/mail"
-	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 // SMTPSettings are the PBX's SMTP settings as the API shows them (the
@@ -107,39 +106,4 @@ func (e *Engine) mailConfig(ctx context.Context, pbx string) (mail.Config, error
 		cfg.Password = string(p)
 	}
 	return cfg, nil
-}
-
-// sendWelcome mails each created extension that has an email, 20 per SMTP session.
-func (e *Engine) sendWelcome(ctx context.Context, pbx string, w *Run, created []*directory.Extension) {
-	if e.Mailer == nil {
-		w.note("welcome emails not sent: no mailer is configured")
-		return
-	}
-	cfg, err := e.mailConfig(ctx, pbx)
-	if errors.Is(err, store.ErrNotFound) {
-		w.note("welcome emails not sent: SMTP is not configured (PUT /api/v1/smtp)")
-		return
-	}
-	if err != nil {
-		w.note("welcome emails not sent: %v", err)
-		return
-	}
-	name := ""
-	if p, err := e.Store.GetPBX(ctx, pbx); err == nil {
-		name = p.Name
-	}
-	var msgs []mail.Message
-	for _, x := range created {
-		if x.Email != "" {
-			msgs = append(msgs, mail.WelcomeMessage(mail.Welcome{To: x.Email, FirstName: x.FirstName, LastName: x.LastName, Number: x.Number, PBXName: name, PortalURL: e.PortalURL}))
-		}
-	}
-	for start := 0; start < len(msgs); start += 20 {
-		part := msgs[start:min(start+20, len(msgs))]
-		if err := e.Mailer.Send(ctx, cfg, part...); err != nil {
-			w.note("welcome emails to %d users not sent: %v", len(part), err)
-			continue
-		}
-		w.WelcomeEmails += len(part)
-	}
 }
