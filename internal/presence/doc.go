@@ -29,6 +29,20 @@
 // polling path cost 16 requests a round, 10 s apart (48 requests per 30 s);
 // the floor gives way above about 97,500 polled users.
 //
+// Several instances on one database: Run reconciles a PBX (polling, the
+// subscription's create, renewal and teardown) only on the instance holding
+// the PBX's presence lease (setting LeaseKey, {owner, expires, kick}). An
+// instance takes a free or expired lease, renews its own at half LeaseTTL
+// (90 s by default) and releases its leases when Run returns, so a dead
+// holder's PBXs are taken over within about LeaseTTL and a stopped one's at
+// once. Every instance reads each PBX's lease every LeaseTTL/30 (3 s): the
+// holder to notice a takeover and kicks, the others to notice a free lease.
+// The new holder starts with a full poll and keeps the stored subscription.
+// A settings change handled by another instance bumps the lease's kick
+// counter, and the holder runs a round when it sees it move (within
+// LeaseTTL/30). Notifications are applied by whichever instance receives
+// them, and two-way sessions are kept up by the instance that set them.
+//
 // Two-way: when an extension is ringing or busy (OnCallState) the user's
 // Teams presence is set to Busy/InACall through setPresence with the
 // application's session (sessionId = the app's client id); idle clears the

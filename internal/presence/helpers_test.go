@@ -41,6 +41,8 @@ type env struct {
 	store  store.Store
 	pbx    *pbx.Service
 	svc    *presence.Service
+	integ  *integration.Service
+	logger *slog.Logger
 	users  []sim.UserInfo    // the tenant's users except the authorization account
 	exts   map[string]string // entra id -> extension id
 	byExt  map[string]string // extension id -> entra id
@@ -80,6 +82,7 @@ func newEnv(t *testing.T, o opts) *env {
 	keys, _ := secret.NewKeyring(secret.NewKey())
 	e.pbx = &pbx.Service{Store: st, Keys: keys, Logger: logger}
 	integ := &integration.Service{Store: st, PBX: e.pbx, Keys: keys, Logger: logger, GraphURL: simSrv.URL, LoginURL: simSrv.URL}
+	e.integ, e.logger = integ, logger
 	e.svc = &presence.Service{Store: st, Graph: integ, Logger: logger, Tick: 20 * time.Millisecond, MinPollInterval: 300 * time.Millisecond}
 	if o.tune != nil {
 		o.tune(e.svc)

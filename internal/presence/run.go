@@ -11,8 +11,16 @@ import (
 
 // Run polls and renews subscriptions for every PBX with presence sync
 // enabled until ctx ends. Each PBX is reconciled when its polling interval
-// is due, when its subscription nears expiry, and at once after a settings change.
+// is due, when its subscription nears expiry, and at once after a settings
+// change, by the one instance holding the PBX's presence lease (see
+// LeaseTTL). When Run returns it releases the leases it holds, so that
+// another instance takes those PBXs over at once.
 func (s *Service) Run(ctx context.Context) error {
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		s.releaseLeases(rctx)
+	}()
 	tick := time.NewTicker(orDur(s.Tick, DefaultTick))
 	defer tick.Stop()
 	for {
@@ -25,15 +33,26 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// RunDue reconciles every PBX whose round is due.
+// RunDue reconciles every PBX whose round is due and whose presence lease
+// this instance holds or can take. On the other PBXs it only keeps up the
+// two-way sessions this instance set (they live in its memory).
 func (s *Service) RunDue(ctx context.Context) {
 	pbxs, err := s.Store.ListPBXs(ctx)
 	if err != nil {
 		s.log().ErrorContext(ctx, "presence: listing PBXs", "err", err)
 		return
 	}
-	now := s.now()
 	for _, p := range pbxs {
+		now := s.now()
+		if !s.holdLease(ctx, p.ID, now) {
+			if s.upkeepDue(p.ID, now) {
+				s.refreshSessions(ctx, p.ID)
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
 		s.mu.Lock()
 		st := s.state(p.ID)
 		due := st.kicked || !now.Before(st.nextRun)
@@ -49,9 +68,30 @@ func (s *Service) RunDue(ctx context.Context) {
 	}
 }
 
+// upkeepDue reports whether this instance, not holding the PBX's lease,
+// holds two-way sessions of the PBX to keep up (refreshed, or cleared when
+// two-way sync was switched off), at most once per MinPollInterval.
+func (s *Service) upkeepDue(pbx string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.state(pbx)
+	if now.Before(st.nextRun) {
+		return false
+	}
+	for k, c := range s.calls {
+		if k.pbx == pbx && c.userID != "" {
+			st.nextRun = now.Add(orDur(s.MinPollInterval, DefaultMinPollInterval))
+			return true
+		}
+	}
+	return false
+}
+
 // Reconcile runs one round for the PBX: split the eligible users between the
 // subscription and polling, keep the subscription alive, poll, refresh
-// two-way sessions. When sync is off it tears the subscription down.
+// two-way sessions. When sync is off it tears the subscription down. It does
+// not check the presence lease: RunDue calls it only while holding it, and a
+// direct caller must be the only instance reconciling the PBX.
 func (s *Service) Reconcile(ctx context.Context, pbx string) error {
 	now := s.now()
 	s.mu.Lock()

@@ -61,6 +61,13 @@ type Service struct {
 	SessionExpiry        time.Duration // setPresence expirationDuration (PT5M..PT4H), refreshed at half
 	ClientTTL            time.Duration // how long an app Graph client is reused
 	NotificationTimeout  time.Duration // processing budget of one notification POST
+	// LeaseTTL is how long a PBX's presence lease lasts unless renewed (renewed
+	// at half): with several instances on one database only the holder
+	// reconciles the PBX, and another takes over within about LeaseTTL after
+	// the holder dies.
+	LeaseTTL time.Duration
+	// Instance names this process in presence leases ("" = a random id).
+	Instance string
 
 	// Applied, when set, is called after an extension's presence was changed
 	// from Teams (for pushes to clients, metrics, benchmarks). It must not block.
@@ -73,6 +80,8 @@ type Service struct {
 	subs    map[string]subEntry // subscription id -> PBX and clientState hash
 	// sessions marks users whose Busy/InACall session we hold (sessionKey).
 	sessions map[string]bool
+
+	instanceID string
 
 	keyOnce sync.Once
 	rich    *richKey
@@ -105,8 +114,11 @@ type pbxState struct {
 	notified   map[string]bool // entra ids on the notification path
 	polled     []string        // entra ids on the polling path
 	latest     map[string]teamsState
-	requests   int64    // presence requests made (polling + fetches + writes)
-	mappings   [32]byte // fingerprint of the mappings last applied in full
+	requests   int64     // presence requests made (polling + fetches + writes)
+	mappings   [32]byte  // fingerprint of the mappings last applied in full
+	leaseExp   time.Time // expiry of this instance's lease on the PBX (zero: not held)
+	leaseRead  time.Time // when the lease was last read
+	kickSeen   int64     // the lease's kick counter, as last read
 }
 
 func (s *Service) now() time.Time {
@@ -166,12 +178,20 @@ func (s *Service) state(pbx string) *pbxState {
 	return st
 }
 
-// kick makes the PBX's next Run round happen at once (settings changed).
-func (s *Service) kick(pbx string) {
+// kick makes the PBX's next Run round happen at once (settings changed):
+// here when this instance holds the PBX's lease, else on the holder, which
+// sees the lease's kick counter move at its next tick.
+func (s *Service) kick(ctx context.Context, pbx string) {
 	s.mu.Lock()
 	st := s.state(pbx)
 	st.kicked, st.fullPoll = true, true
 	s.mu.Unlock()
+	if s.ownsLease(pbx) {
+		return
+	}
+	if err := s.bumpKick(context.WithoutCancel(ctx), pbx); err != nil {
+		s.log().WarnContext(ctx, "presence: telling the lease holder about a settings change", "pbx", pbx, "err", err)
+	}
 }
 
 func (s *Service) countRequests(pbx, kind string, n int) {

@@ -207,7 +207,7 @@ func (s *Service) PutSettings(ctx context.Context, pbx, actor string, in Setting
 		return Settings{}, err
 	}
 	s.audit(ctx, pbx, actor, "presence_sync.update", "", fmt.Sprintf("enabled=%t direction=%s", out.Enabled, out.Direction))
-	s.kick(pbx)
+	s.kick(ctx, pbx)
 	return out, nil
 }
 
@@ -342,6 +342,6 @@ func (s *Service) bulk(ctx context.Context, pbx, actor string, ids []string, ena
 		target = ids[0]
 	}
 	s.audit(ctx, pbx, actor, "extension.presence_sync.update", target, detail)
-	s.kick(pbx)
+	s.kick(ctx, pbx)
 	return out, nil
 }

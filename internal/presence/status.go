@@ -26,8 +26,13 @@ type Status struct {
 	PollingUsers        int                 `json:"pollingUsers"`
 	// PresenceRequests counts Graph presence requests made since start (polling,
 	// notification reads, two-way writes).
-	PresenceRequests int64        `json:"presenceRequests"`
-	Users            []UserStatus `json:"users"`
+	PresenceRequests int64 `json:"presenceRequests"`
+	// LeaseHolder names the instance reconciling the PBX (see
+	// Service.LeaseTTL); "" when none holds the lease. Asked on another
+	// instance, the paths come from the stored subscription, and the round
+	// times, errors and request count are that instance's own (none).
+	LeaseHolder string       `json:"leaseHolder,omitempty"`
+	Users       []UserStatus `json:"users"`
 }
 
 // SubscriptionStatus describes the PBX's presence subscription.
@@ -62,17 +67,40 @@ func (s *Service) GetStatus(ctx context.Context, pbx string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	if rec, err := s.loadSub(ctx, pbx); err == nil && rec != nil {
+	rec, err := s.loadSub(ctx, pbx)
+	if err == nil && rec != nil {
 		out.Subscription = &SubscriptionStatus{ID: rec.ID, ExpiresAt: rec.Expires, Users: len(rec.UserIDs)}
 	}
+	now := s.now()
+	if l, err := s.readLease(ctx, pbx); err == nil && now.Before(l.Expires) {
+		out.LeaseHolder = l.Owner
+	}
+	holder := s.ownsLease(pbx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.state(pbx)
+	notified := st.notified
 	polled := make(map[string]bool, len(st.polled))
 	for _, id := range st.polled {
 		polled[id] = true
 	}
 	iv := st.interval
+	if !holder && out.LeaseHolder != "" && set.Enabled {
+		// Another instance runs the rounds: its split, as stored.
+		notified = map[string]bool{}
+		if rec != nil && now.Before(rec.Expires) {
+			for _, id := range rec.UserIDs {
+				notified[id] = true
+			}
+		}
+		clear(polled)
+		for _, t := range ts {
+			if !notified[t.userID] {
+				polled[t.userID] = true
+			}
+		}
+		iv = s.PollInterval(len(polled))
+	}
 	if iv == 0 {
 		iv = s.PollInterval(len(ts))
 	}
@@ -88,7 +116,7 @@ func (s *Service) GetStatus(ctx context.Context, pbx string) (Status, error) {
 		u := UserStatus{ExtensionID: t.extID, Number: t.number, EntraID: t.userID, Presence: string(t.presence),
 			CallState: string(t.callState), Held: two && inCall(t.callState)}
 		switch {
-		case st.notified[t.userID]:
+		case notified[t.userID]:
 			u.Path = PathNotification
 			out.NotificationUsers++
 		case polled[t.userID]:

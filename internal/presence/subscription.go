@@ -24,8 +24,9 @@ import (
 
 // richKey is the key pair whose certificate Graph encrypts presence resource
 // data with (graph-facts.md 7.6). It lives in memory: a subscription made with
-// another process's certificate is recreated, and a notification this process
-// cannot decrypt is answered by reading the presence instead.
+// another process's certificate is kept until its renewal falls due, then
+// recreated, and a notification this process cannot decrypt is answered by
+// reading the presence instead.
 type richKey struct {
 	key    *rsa.PrivateKey
 	certB6 string
@@ -172,10 +173,16 @@ func (s *Service) ensureSubscription(ctx context.Context, pbx string, want []str
 		s.register(pbx, cur)
 		s.mu.Unlock()
 		certOK := kerr == nil && cur.CertID == rk.id
+		renewDue := cur.Expires.Sub(now) <= orDur(s.RenewBefore, DefaultRenewBefore)
+		if len(want) > 0 && slices.Equal(cur.UserIDs, want) && now.Before(cur.Expires) && !renewDue {
+			// Possibly made by another instance (or an earlier run), with its
+			// certificate: kept, so that a takeover makes no second
+			// subscription; its notifications are answered by reading the
+			// presence, and it is remade with this process's certificate when
+			// its renewal falls due.
+			return cur.UserIDs, nil
+		}
 		if len(want) > 0 && slices.Equal(cur.UserIDs, want) && certOK && now.Before(cur.Expires) {
-			if cur.Expires.Sub(now) > orDur(s.RenewBefore, DefaultRenewBefore) {
-				return cur.UserIDs, nil
-			}
 			dc, err := s.Graph.DelegatedClient(ctx, pbx)
 			if err != nil {
 				return nil, err

@@ -233,5 +233,5 @@ func (s *Service) lifecycle(ctx context.Context, pbx string, n graph.ChangeNotif
 			}
 		}
 	}
-	s.kick(pbx)
+	s.kick(ctx, pbx)
 }
