@@ -28,12 +28,22 @@
 //
 // Every folder (the default Contacts folder and the folders under it) is
 // read with contacts delta. Its state, stored under the Settings key
-// "contacts.delta.<mailbox>.<folder>", holds the deltaLink, the ids of the
-// contacts stored from it and the contacts skipped as invalid. The link is
-// advanced only after the owner's contacts were written
+// "contacts.delta.<mailbox>.<folder>", holds the deltaLink, the contacts
+// stored from it (as 64-bit sums of their ids, 11 characters each instead of
+// about 150; states that list the ids themselves are still read) and the
+// contacts skipped as invalid. A run keeps only each state's owner and
+// mailbox in memory and reads the whole state when it syncs that owner. The
+// link is advanced only after the owner's contacts were written
 // (store.ReplaceSyncedContacts, one transaction per owner), so a failed run
 // repeats the same delta round next time. An expired delta token restarts
 // the folder with a full read.
+//
+// A run writes only what changed: an owner's contacts are rewritten only
+// when a contact was created, changed or removed, and a folder whose delta
+// round brought nothing keeps its stored state, deltaLink included (the old
+// link reads from the same point), so an unchanged tenant costs no write
+// but the run's report. The link of an unchanged folder is renewed once it
+// is a day old.
 //
 // # Limits
 //

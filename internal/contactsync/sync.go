@@ -128,12 +128,19 @@ type PhonebookRef struct {
 
 // folderState is the stored state of one folder of one mailbox.
 type folderState struct {
-	Owner     string          `json:"owner"` // "extension:<id>" or "phonebook:<id>"
-	Mailbox   string          `json:"mailbox"`
-	Folder    string          `json:"folder"` // defaultFolder or the folder id
-	DeltaLink string          `json:"deltaLink"`
-	IDs       []string        `json:"ids"` // contacts stored from this folder
-	Skipped   map[string]Skip `json:"skipped,omitempty"`
+	Owner     string `json:"owner"` // "extension:<id>" or "phonebook:<id>"
+	Mailbox   string `json:"mailbox"`
+	Folder    string `json:"folder"` // defaultFolder or the folder id
+	DeltaLink string `json:"deltaLink"`
+	// LinkAt is when DeltaLink was received (Unix seconds; 0 in states
+	// stored before it was recorded).
+	LinkAt int64 `json:"linkAt,omitempty"`
+	// Sums are the idSum of every contact stored from this folder.
+	Sums idSums `json:"sums,omitempty"`
+	// IDs are the contacts stored from this folder, as states written
+	// before Sums recorded them: read, turned into Sums, never written.
+	IDs     []string        `json:"ids,omitempty"`
+	Skipped map[string]Skip `json:"skipped,omitempty"`
 }
 
 func stateKey(mailbox, folder string) string { return DeltaPrefix + mailbox + "." + folder }
@@ -168,9 +175,13 @@ type run struct {
 
 	delRefused, delRead atomic.Int32 // delegated outcomes, to stop trying a client that cannot read
 
-	mu     sync.Mutex
-	rep    *Report
-	states map[string]*folderState // stored states by key (read-only once the workers start)
+	mu  sync.Mutex
+	rep *Report
+	// states are the stored states by key, with only Owner, Mailbox and
+	// Folder filled in (read-only once the workers start): the rest (the
+	// link, the sums, the skips) is read per owner when it is synced, so a
+	// run holds the full states of the owners in progress only.
+	states map[string]*folderState
 	// byOwner lists the state keys of each owner.
 	byOwner map[string][]string
 	// keepAll: the shared mailboxes could not be listed; the phonebook of
@@ -381,10 +392,33 @@ func (r *run) loadStates(ctx context.Context) error {
 			r.s.log().WarnContext(ctx, "dropping unreadable contacts delta state", "key", k, "err", err)
 			st = folderState{}
 		}
-		r.states[k] = &st
+		r.states[k] = &folderState{Owner: st.Owner, Mailbox: st.Mailbox, Folder: st.Folder}
+		// Each raw value can go as soon as it is decoded: a run of many
+		// mailboxes does not hold every state at once.
+		delete(raw, k)
 	}
 	r.index()
 	return nil
+}
+
+// fullState reads the whole stored state of a key (nil when it is gone).
+func (r *run) fullState(ctx context.Context, key string) (*folderState, error) {
+	raw, err := r.s.Store.GetSetting(ctx, r.pbx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st folderState
+	if err := json.Unmarshal(raw, &st); err != nil {
+		r.s.log().WarnContext(ctx, "dropping unreadable contacts delta state", "key", key, "err", err)
+		return &folderState{}, nil
+	}
+	if st.IDs != nil {
+		st.Sums, st.IDs = sumsOf(st.IDs), nil
+	}
+	return &st, nil
 }
 
 func (r *run) index() {
@@ -654,12 +688,21 @@ func (r *run) syncOwner(ctx context.Context, j job, pre map[string]*prefetch) er
 	if err != nil {
 		return err
 	}
-	cur := maps.Clone(before)
+	own := &owned{cur: maps.Clone(before), before: before}
+	cur := own.cur
 	ok := ownerKey(j.owner)
 	// The owner's stored folder states by mailbox.
 	byBox := map[string]map[string]*folderState{}
+	loaded := map[string]*folderState{}
 	for _, k := range r.byOwner[ok] {
-		st := r.states[k]
+		st, err := r.fullState(ctx, k)
+		if err != nil {
+			return err
+		}
+		if st == nil || st.Owner != ok {
+			continue // gone or taken over meanwhile
+		}
+		loaded[k] = st
 		if byBox[st.Mailbox] == nil {
 			byBox[st.Mailbox] = map[string]*folderState{}
 		}
@@ -670,7 +713,7 @@ func (r *run) syncOwner(ctx context.Context, j job, pre map[string]*prefetch) er
 	live := map[string]bool{}
 	for _, mb := range j.mailboxes {
 		live[mb.id] = true
-		res := r.readMailbox(ctx, j, mb, byBox[mb.id], cur, pre[mb.id])
+		res := r.readMailbox(ctx, j, mb, byBox[mb.id], own, pre[mb.id])
 		maps.Copy(next, res)
 	}
 	// Mailboxes of earlier runs that the job no longer reads.
@@ -679,9 +722,7 @@ func (r *run) syncOwner(ctx context.Context, j job, pre map[string]*prefetch) er
 			continue
 		}
 		for k, st := range sts {
-			for _, id := range st.IDs {
-				delete(cur, id)
-			}
+			own.drop(st.Sums)
 			next[k] = nil
 		}
 	}
@@ -716,10 +757,7 @@ func (r *run) syncOwner(ctx context.Context, j job, pre map[string]*prefetch) er
 			if raw, err = json.Marshal(st); err != nil {
 				return err
 			}
-			r.mu.Lock()
-			old := r.states[k]
-			r.mu.Unlock()
-			if old != nil {
+			if old := loaded[k]; old != nil {
 				if oldRaw, _ := json.Marshal(old); string(oldRaw) == string(raw) {
 					continue
 				}
@@ -804,7 +842,7 @@ func (r *run) clients() []*graph.Client {
 // readMailbox reads every folder of one mailbox into cur and returns the
 // folder states to store. Failures are reported and leave cur as it was for
 // that mailbox (transient) or remove its contacts (access lost).
-func (r *run) readMailbox(ctx context.Context, j job, mb mailboxRef, old map[string]*folderState, cur map[string]directory.Contact, pre *prefetch) map[string]*folderState {
+func (r *run) readMailbox(ctx context.Context, j job, mb mailboxRef, old map[string]*folderState, own *owned, pre *prefetch) map[string]*folderState {
 	gate := r.s.mailboxGate(r.pbx, mb.id)
 	select {
 	case gate <- struct{}{}:
@@ -862,7 +900,7 @@ func (r *run) readMailbox(ctx context.Context, j job, mb mailboxRef, old map[str
 		if lastErr == nil {
 			return r.mailboxFailed(ctx, j, mb, errors.New("no Graph client may read Outlook contacts"))
 		}
-		return r.mailboxLost(ctx, j, mb, old, cur, lastErr)
+		return r.mailboxLost(ctx, j, mb, old, own, lastErr)
 	}
 	reads := []*folderRead{first}
 	// The folders under the default one; a client that may read the default
@@ -899,7 +937,7 @@ func (r *run) readMailbox(ctx context.Context, j job, mb mailboxRef, old map[str
 	out := map[string]*folderState{}
 	seen := map[string]bool{}
 	for _, fr := range reads {
-		fr.apply(cur, mb)
+		fr.apply(own, mb)
 		k := stateKey(mb.id, fr.st.Folder)
 		out[k], seen[k] = fr.st, true
 		for _, sk := range fr.st.Skipped {
@@ -909,9 +947,7 @@ func (r *run) readMailbox(ctx context.Context, j job, mb mailboxRef, old map[str
 	// Folders read before and gone now (deleted, moved, no longer shared).
 	for k, st := range old {
 		if !seen[k] {
-			for _, id := range st.IDs {
-				delete(cur, id)
-			}
+			own.drop(st.Sums)
 			out[k] = nil
 		}
 	}
@@ -919,7 +955,7 @@ func (r *run) readMailbox(ctx context.Context, j job, mb mailboxRef, old map[str
 }
 
 // mailboxLost handles a mailbox no client may read: its contacts are removed.
-func (r *run) mailboxLost(ctx context.Context, j job, mb mailboxRef, old map[string]*folderState, cur map[string]directory.Contact, err error) map[string]*folderState {
+func (r *run) mailboxLost(ctx context.Context, j job, mb mailboxRef, old map[string]*folderState, own *owned, err error) map[string]*folderState {
 	var reason string
 	switch classify(err) {
 	case accessDenied:
@@ -941,12 +977,7 @@ func (r *run) mailboxLost(ctx context.Context, j job, mb mailboxRef, old map[str
 	n := 0
 	out := map[string]*folderState{}
 	for k, st := range old {
-		for _, id := range st.IDs {
-			if _, ok := cur[id]; ok {
-				delete(cur, id)
-				n++
-			}
-		}
+		n += own.drop(st.Sums)
 		out[k] = nil
 	}
 	if n > 0 {
@@ -1052,8 +1083,19 @@ func (r *run) readFolder(ctx context.Context, c *graph.Client, mb mailboxRef, st
 
 func (r *run) pageSize() int { return cmp.Or(r.s.PageSize, 200) }
 
+// linkRefresh is how long a delta round that saw no change keeps the
+// stored deltaLink instead of the new one: an unchanged folder costs no
+// write, and its link is renewed once a day all the same (Outlook delta
+// tokens have no fixed lifetime but are evicted from a cache, graph-facts 5).
+const linkRefresh = 24 * time.Hour
+
 func (r *run) folderDone(st *folderState, link string, full bool, items []graph.Contact) *folderRead {
-	next := &folderState{Owner: st.Owner, Mailbox: st.Mailbox, Folder: st.Folder, DeltaLink: link}
+	next := &folderState{Owner: st.Owner, Mailbox: st.Mailbox, Folder: st.Folder, DeltaLink: link, LinkAt: r.s.now().Unix()}
+	if !full && len(items) == 0 && st.DeltaLink != "" && r.s.now().Sub(time.Unix(st.LinkAt, 0)) < linkRefresh {
+		// Nothing changed since the stored link: it still reads from the
+		// same point, so the state stays as stored and is not rewritten.
+		next.DeltaLink, next.LinkAt = st.DeltaLink, st.LinkAt
+	}
 	return &folderRead{st: next, prev: st, full: full, items: items}
 }
 
@@ -1122,12 +1164,10 @@ func (r *run) prefetch(ctx context.Context, chunk []job) map[string]*prefetch {
 	for _, j := range chunk {
 		mb := j.mailboxes[0].id
 		u := "/users/" + url.PathEscape(mb) + "/contacts/delta?$select=" + strings.Join(contactSelect, ",")
-		if st := r.states[stateKey(mb, defaultFolder)]; st != nil && st.Owner == ownerKey(j.owner) && st.DeltaLink != "" {
-			i := strings.Index(st.DeltaLink, "/v1.0/")
-			if i < 0 {
-				continue
-			}
-			u = st.DeltaLink[i:]
+		if link, ok := r.prefetchLink(ctx, j, mb); !ok {
+			continue // read directly by syncOwner
+		} else if link != "" {
+			u = link
 		}
 		reqs = append(reqs,
 			graph.BatchRequest{Method: http.MethodGet, URL: u, Headers: prefer},
@@ -1163,17 +1203,41 @@ func (r *run) prefetch(ctx context.Context, chunk []job) map[string]*prefetch {
 	return out
 }
 
-// apply folds the round into cur and completes fr.st (ids and skips).
-func (fr *folderRead) apply(cur map[string]directory.Contact, mb mailboxRef) {
-	ids := map[string]bool{}
+// prefetchLink returns the stored deltaLink of a mailbox's default folder
+// as a $batch URL ("" for a full read); false when the mailbox is better
+// read directly.
+func (r *run) prefetchLink(ctx context.Context, j job, mb string) (string, bool) {
+	key := stateKey(mb, defaultFolder)
+	if st := r.states[key]; st == nil || st.Owner != ownerKey(j.owner) {
+		return "", true
+	}
+	st, err := r.fullState(ctx, key)
+	if err != nil {
+		return "", false
+	}
+	if st == nil || st.Owner != ownerKey(j.owner) || st.DeltaLink == "" {
+		return "", true
+	}
+	i := strings.Index(st.DeltaLink, "/v1.0/")
+	if i < 0 {
+		return "", false
+	}
+	return st.DeltaLink[i:], true
+}
+
+// apply folds the round into own and completes fr.st (sums and skips).
+func (fr *folderRead) apply(own *owned, mb mailboxRef) {
+	if !fr.full && len(fr.items) == 0 {
+		fr.st.Sums, fr.st.Skipped = fr.prev.Sums, fr.prev.Skipped
+		return
+	}
+	ids := map[uint64]bool{}
 	skipped := map[string]Skip{}
 	if fr.full {
-		for _, id := range fr.prev.IDs {
-			delete(cur, id)
-		}
+		own.drop(fr.prev.Sums)
 	} else {
-		for _, id := range fr.prev.IDs {
-			ids[id] = true
+		for _, h := range fr.prev.Sums {
+			ids[h] = true
 		}
 		maps.Copy(skipped, fr.prev.Skipped)
 	}
@@ -1181,24 +1245,26 @@ func (fr *folderRead) apply(cur map[string]directory.Contact, mb mailboxRef) {
 		if gc.ID == "" {
 			continue
 		}
+		h := idSum(gc.ID)
 		if gc.IsRemoved() {
-			delete(cur, gc.ID)
-			delete(ids, gc.ID)
+			own.remove(gc.ID)
+			delete(ids, h)
 			delete(skipped, gc.ID)
 			continue
 		}
 		c, reason := convert(gc)
 		if reason != "" {
-			delete(cur, gc.ID)
-			delete(ids, gc.ID)
+			delete(own.cur, gc.ID)
+			delete(own.read, gc.ID)
+			delete(ids, h)
 			skipped[gc.ID] = Skip{Subject: subject(gc), Reason: reason, Mailbox: mb.label}
 			continue
 		}
-		cur[gc.ID] = c
-		ids[gc.ID] = true
+		own.put(gc.ID, c)
+		ids[h] = true
 		delete(skipped, gc.ID)
 	}
-	fr.st.IDs = slices.Sorted(maps.Keys(ids))
+	fr.st.Sums = slices.Sorted(maps.Keys(ids))
 	if len(skipped) > 0 {
 		fr.st.Skipped = skipped
 	}
