@@ -19,12 +19,18 @@ import (
 // jobs; SQLite: the store's single write connection, in this process.
 // River's tables are migrated here, next to ours.
 func (a *App) openJobs(ctx context.Context, st *sqlstore.Store) error {
-	cfg := jobs.Config{Store: st, Syncer: a.Syncer, Logger: a.Logger.With("component", "jobs")}
+	cfg := jobs.Config{Store: st, Syncer: a.Syncer, Logger: a.Logger.With("component", "jobs"),
+		Subscriptions: scheduleChecks{a},
+		// The integration's stored tenant id (no secret is opened): syncs of
+		// PBXs sharing an Entra tenant are bounded together (MaxPerTenant).
+		Tenant: a.Integration.SSOTenant, MaxWorkers: a.Config.SyncWorkers}
 	var err error
 	if st.Flavour() == "postgres" {
 		a.Jobs, err = jobs.OpenPostgres(ctx, a.Config.DB, cfg)
 	} else {
-		cfg.MaxWorkers = 2 // one writer: more workers only queue on it
+		if cfg.MaxWorkers == 0 {
+			cfg.MaxWorkers = 2 // one writer: more workers only queue on it
+		}
 		a.Jobs, err = jobs.OpenSQLite(ctx, st.DB(), cfg)
 	}
 	if err != nil {
@@ -32,6 +38,14 @@ func (a *App) openJobs(ctx context.Context, st *sqlstore.Store) error {
 	}
 	a.closers = append(a.closers, func() error { a.Jobs.Close(); return nil })
 	return nil
+}
+
+// scheduleChecks works "subscription.check" jobs with a.Schedule, which is
+// built after the job queue (jobs run only once runJobs started them).
+type scheduleChecks struct{ a *App }
+
+func (c scheduleChecks) Check(ctx context.Context, pbx, subscriptionID string) error {
+	return c.a.Schedule.Check(ctx, pbx, subscriptionID)
 }
 
 // runJobs works sync jobs until ctx ends (a Serve worker); running syncs

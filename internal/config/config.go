@@ -38,6 +38,10 @@ type Config struct {
 	// KamailioRemoveUnknown removes subscriber rows the directory does not know at start.
 	KamailioRemoveUnknown bool
 
+	// SyncWorkers bounds the sync runs one instance works at once (0: 4 on
+	// PostgreSQL, 2 on SQLite, whose single writer the runs would only queue on).
+	SyncWorkers int
+
 	ShutdownTimeout time.Duration
 }
 
@@ -82,6 +86,7 @@ func (c *Config) FlagSet(name string, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.KamailioCtl, "kamailio-ctl", c.KamailioCtl, "Kamailio control socket (drops registrations of deleted extensions)")
 	fs.StringVar(&c.KamailioEvents, "kamailio-events", c.KamailioEvents, "Kamailio evapi address `host:port` streaming call events")
 	fs.BoolVar(&c.KamailioRemoveUnknown, "kamailio-remove-unknown", c.KamailioRemoveUnknown, "at start, remove subscriber rows that match no extension (otherwise they are only reported)")
+	fs.IntVar(&c.SyncWorkers, "sync-workers", c.SyncWorkers, "sync runs this instance works at once (0: 4 on PostgreSQL, 2 on SQLite)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown waits for in-flight requests")
 	return fs
 }
@@ -149,6 +154,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxExtensions < 1 || c.MaxExtensions > 1_000_000 {
 		errs = append(errs, errors.New("max-extensions: must be between 1 and 1000000"))
+	}
+	if c.SyncWorkers < 0 || c.SyncWorkers > 256 {
+		errs = append(errs, errors.New("sync-workers: must be between 0 (the default) and 256"))
 	}
 	if _, err := time.LoadLocation(c.TimeZone); err != nil {
 		errs = append(errs, fmt.Errorf("time-zone: unknown IANA time zone %q", c.TimeZone))

@@ -45,11 +45,11 @@ func TestSecretFromFile(t *testing.T) {
 }
 
 func TestValidateNamesEveryProblem(t *testing.T) {
-	_, err := Load("serve", []string{"--addr", "nope", "--db", "mysql://x", "--max-extensions", "0", "--time-zone", "Mars/Base", "--admin-token", "short"}, env(nil), io.Discard)
+	_, err := Load("serve", []string{"--addr", "nope", "--db", "mysql://x", "--max-extensions", "0", "--sync-workers", "-1", "--time-zone", "Mars/Base", "--admin-token", "short"}, env(nil), io.Discard)
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{"addr:", "db:", "max-extensions:", "time-zone:", "admin-token:"} {
+	for _, want := range []string{"addr:", "db:", "max-extensions:", "sync-workers:", "time-zone:", "admin-token:"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

@@ -38,6 +38,7 @@ const (
 type tracker struct {
 	mu        sync.Mutex
 	active    map[string]int
+	all, most int // runs holding a Graph client now, and the most at once
 	overlap   []string
 	succeeded map[string][]syncer.Run
 }
@@ -46,6 +47,8 @@ func (k *tracker) enter(pbx string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.active[pbx]++
+	k.all++
+	k.most = max(k.most, k.all)
 	if k.active[pbx] > 1 {
 		k.overlap = append(k.overlap, pbx)
 	}
@@ -58,6 +61,7 @@ func (k *tracker) finished(_ context.Context, pbx string, run *syncer.Run, _ err
 	case "not_connected", "paused", "disabled": // never took the Graph client
 	default:
 		k.active[pbx]--
+		k.all--
 	}
 	if run.State == syncer.StateSucceeded {
 		k.succeeded[pbx] = append(k.succeeded[pbx], *run)
@@ -74,6 +78,13 @@ func (k *tracker) runs(pbx, trigger string) []syncer.Run {
 		}
 	}
 	return out
+}
+
+// mostAtOnce is the most runs (of any PBX) that held a Graph client at once.
+func (k *tracker) mostAtOnce() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.most
 }
 
 func (k *tracker) overlaps() []string {

@@ -8,7 +8,9 @@
 // when the bucket closes, so it sees every change of the window. The worker
 // calls syncer.Engine.Run; the engine's per-PBX lease keeps one run per PBX
 // across instances, and a job that finds the lease taken is snoozed instead
-// of holding a worker slot. This is the only package that imports River.
+// of holding a worker slot, as is a job over its Entra tenant's bound
+// (MaxPerTenant). Lifecycle notifications become "subscription.check" jobs.
+// This is the only package that imports River.
 package jobs
 
 import (
@@ -21,6 +23,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,7 +59,11 @@ var _ Syncer = (*syncer.Engine)(nil)
 // current state and reconciles. PBX and Bucket make the job unique.
 type SyncArgs struct {
 	PBX    string `json:"pbx" river:"unique"`
-	Bucket int64  `json:"bucket" river:"unique"` // end of the debounce window, Unix seconds
+	Bucket int64  `json:"bucket" river:"unique"` // end of the debounce window, or the slot (Grid set), Unix seconds
+	// Grid names the grid Bucket lies on when it is not a debounce window:
+	// "schedule" (a scheduled slot) or "poll" (a polling tick). Buckets of
+	// different grids never collapse into one job.
+	Grid   string `json:"grid,omitempty" river:"unique"`
 	Reason string `json:"reason"`
 	// RescueOf is the orphaned job this one replaces (see ReapArgs).
 	RescueOf int64 `json:"rescueOf,omitempty" river:"unique"`
@@ -97,6 +105,17 @@ type Config struct {
 	// lease belongs to an instance that died; the reaper replaces it (default
 	// 2 min, above the engine's 1 min lease TTL).
 	StuckAfter time.Duration
+	// Subscriptions handles "subscription.check" jobs (a lifecycle
+	// notification: renew the subscription, or create it again when it is
+	// gone); *schedule.Service implements it. Nil: such jobs are cancelled.
+	Subscriptions Subscriptions
+	// Tenant returns the Entra tenant of a PBX's integration, for
+	// MaxPerTenant. Nil, or an error: the PBX counts as its own tenant.
+	Tenant func(ctx context.Context, pbx string) (string, error)
+	// MaxPerTenant bounds the sync jobs of one Entra tenant running at once
+	// in this instance (several PBXs may share a tenant, and Graph throttles
+	// per app and tenant); a job over the bound is snoozed (default 2).
+	MaxPerTenant int
 	// BeforeWork, when set, is called at the start of every sync job (tests
 	// use it to stop an instance mid-job). An error fails the attempt.
 	BeforeWork func(ctx context.Context, args SyncArgs) error
@@ -138,6 +157,17 @@ func (c *Config) defaults() {
 	if c.FetchPollInterval <= 0 {
 		c.FetchPollInterval = time.Second
 	}
+	if c.MaxPerTenant <= 0 {
+		c.MaxPerTenant = 2
+	}
+}
+
+// Subscriptions works lifecycle notifications of change-notification
+// subscriptions (*schedule.Service implements it).
+type Subscriptions interface {
+	// Check renews the PBX's subscription, or creates it again when Graph
+	// no longer has it. An error retries the job.
+	Check(ctx context.Context, pbx, subscriptionID string) error
 }
 
 // fetchCooldown is the least time between two fetches of one instance's
@@ -158,11 +188,21 @@ type client interface {
 	JobCancel(ctx context.Context, jobID int64) (*rivertype.JobRow, error)
 }
 
-// Runner owns the River client. Trigger makes it a schedule.Runner.
+// Runner owns the River client. Trigger makes it a schedule.Runner;
+// TriggerAt and CheckSubscription are the optional parts schedule uses.
 type Runner struct {
 	cfg    Config
 	client client
 	close  func()
+	now    func() time.Time // tests; nil: time.Now
+
+	gate *tenantGate
+
+	mu sync.Mutex
+	// inserted is, per PBX, the last debounce bucket whose job this Runner
+	// inserted (or found inserted): later triggers in that window need no
+	// database round trip.
+	inserted map[string]int64
 }
 
 // OpenPostgres migrates River's tables in the database at url (a separate
@@ -233,17 +273,21 @@ func OpenSQLite(ctx context.Context, db *sql.DB, cfg Config) (*Runner, error) {
 func newClient[TTx any](driver riverdriver.Driver[TTx], r *Runner) (*river.Client[TTx], error) {
 	cfg := r.cfg
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &syncWorker{cfg: &r.cfg})
+	r.gate = &tenantGate{max: cfg.MaxPerTenant}
+	river.AddWorker(workers, &syncWorker{cfg: &r.cfg, gate: r.gate})
 	river.AddWorker(workers, &reapWorker{r: r})
+	river.AddWorker(workers, &subscriptionWorker{cfg: &r.cfg})
 	c, err := river.NewClient(driver, &river.Config{
 		ID:     cfg.ID,
 		Logger: cfg.Logger.With("component", "river"),
 		Queues: map[string]river.QueueConfig{
 			QueueSync:          {MaxWorkers: cfg.MaxWorkers},
-			river.QueueDefault: {MaxWorkers: 1},
+			river.QueueDefault: {MaxWorkers: 2},
 		},
 		PeriodicJobs: []*river.PeriodicJob{river.NewPeriodicJob(river.PeriodicInterval(cfg.ReapInterval),
-			func() (river.JobArgs, *river.InsertOpts) { return ReapArgs{}, nil }, &river.PeriodicJobOpts{RunOnStart: true})},
+			func() (river.JobArgs, *river.InsertOpts) {
+				return ReapArgs{Slot: time.Now().Truncate(cfg.ReapInterval).UnixMilli()}, nil
+			}, &river.PeriodicJobOpts{RunOnStart: true})},
 		Workers:              workers,
 		JobTimeout:           cfg.JobTimeout,
 		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
@@ -258,26 +302,108 @@ func newClient[TTx any](driver riverdriver.Driver[TTx], r *Runner) (*river.Clien
 }
 
 // Trigger asks for a sync of the PBX (schedule.Runner). Triggers for one PBX
-// inside one Window are one job; it starts when the window closes.
+// inside one Window are one job; it starts when the window closes. When
+// Trigger returns nil the job is in the database (durable).
+//
+// The Runner remembers per PBX the last window whose job it inserted, so
+// further triggers inside that window (a notification flood) return at
+// once, without a database round trip. That is sound because the window's
+// job is scheduled at the window's end: while now is inside the window, the
+// job cannot have started, so it will see every change of the window.
 func (r *Runner) Trigger(ctx context.Context, pbx, reason string) error {
-	_, err := r.insert(ctx, pbx, reason, time.Now())
+	now := time.Now()
+	if r.now != nil {
+		now = r.now()
+	}
+	w := r.cfg.Window
+	end := now.Truncate(w).Add(w)
+	r.mu.Lock()
+	done := r.inserted[pbx] == end.Unix()
+	r.mu.Unlock()
+	if done {
+		return nil
+	}
+	if _, err := r.insert(ctx, SyncArgs{PBX: pbx, Bucket: end.Unix(), Reason: reason}, end); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if r.inserted == nil {
+		r.inserted = map[string]int64{}
+	}
+	if r.inserted[pbx] < end.Unix() {
+		r.inserted[pbx] = end.Unix()
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// TriggerAt asks, idempotently, for the sync of the PBX at bucket on the
+// grid named by reason ("schedule": a scheduled slot; "poll": a polling
+// tick), to start at at. However many instances or ticks ask, there is one
+// job per PBX, grid and bucket (while River keeps the finished job: a day by
+// default). When TriggerAt returns nil the job is in the database.
+func (r *Runner) TriggerAt(ctx context.Context, pbx, reason string, bucket, at time.Time) error {
+	_, err := r.insert(ctx, SyncArgs{PBX: pbx, Bucket: bucket.Unix(), Grid: reason, Reason: reason}, at)
 	return err
 }
 
-// insert inserts the sync job of the window holding now; it reports whether
-// a new job was inserted (false: one was already there).
-func (r *Runner) insert(ctx context.Context, pbx, reason string, now time.Time) (bool, error) {
-	w := r.cfg.Window
-	end := now.Truncate(w).Add(w)
-	res, err := r.client.Insert(ctx, SyncArgs{PBX: pbx, Bucket: end.Unix(), Reason: reason}, &river.InsertOpts{
+// insert inserts a sync job (unique by its args) scheduled at at; it reports
+// whether a new job was inserted (false: one was already there).
+func (r *Runner) insert(ctx context.Context, args SyncArgs, at time.Time) (bool, error) {
+	res, err := r.client.Insert(ctx, args, &river.InsertOpts{
 		Queue:       QueueSync,
-		ScheduledAt: end,
+		ScheduledAt: at,
 		UniqueOpts:  river.UniqueOpts{ByArgs: true},
 	})
 	if err != nil {
-		return false, fmt.Errorf("jobs: enqueue sync for %s: %w", pbx, err)
+		return false, fmt.Errorf("jobs: enqueue sync for %s: %w", args.PBX, err)
 	}
 	return !res.UniqueSkippedAsDuplicate, nil
+}
+
+// CheckSubscription asks for a check of one of the PBX's change-notification
+// subscriptions (after a lifecycle notification): Config.Subscriptions.Check
+// runs in a "subscription.check" job. One check per subscription is pending
+// at a time; when CheckSubscription returns nil the job is in the database.
+func (r *Runner) CheckSubscription(ctx context.Context, pbx, subscriptionID string) error {
+	if _, err := r.client.Insert(ctx, SubscriptionArgs{PBX: pbx, SubscriptionID: subscriptionID}, nil); err != nil {
+		return fmt.Errorf("jobs: enqueue subscription check for %s: %w", pbx, err)
+	}
+	return nil
+}
+
+// SubscriptionArgs is the "subscription.check" job: renew (or recreate) one
+// change-notification subscription of a PBX.
+type SubscriptionArgs struct {
+	PBX            string `json:"pbx" river:"unique"`
+	SubscriptionID string `json:"subscriptionId" river:"unique"`
+}
+
+// Kind implements river.JobArgs.
+func (SubscriptionArgs) Kind() string { return "subscription.check" }
+
+// InsertOpts implements river.JobArgsWithInsertOpts: unique while not
+// finished (River requires pending, scheduled, available and running), so
+// a burst of lifecycle events for one subscription is one check.
+func (SubscriptionArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 6, UniqueOpts: river.UniqueOpts{ByArgs: true,
+		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+			rivertype.JobStateRetryable, rivertype.JobStateScheduled}}}
+}
+
+type subscriptionWorker struct {
+	river.WorkerDefaults[SubscriptionArgs]
+	cfg *Config
+}
+
+func (w *subscriptionWorker) Work(ctx context.Context, job *river.Job[SubscriptionArgs]) error {
+	if w.cfg.Subscriptions == nil {
+		return river.JobCancel(errors.New("jobs: no subscription handler configured"))
+	}
+	if err := w.cfg.Subscriptions.Check(ctx, job.Args.PBX, job.Args.SubscriptionID); err != nil {
+		return fmt.Errorf("checking subscription %s of %s: %w", job.Args.SubscriptionID, job.Args.PBX, err)
+	}
+	return nil
 }
 
 // Start starts working jobs; it returns at once. Call Stop to end.
@@ -320,7 +446,51 @@ func (r *Runner) Close() { r.close() }
 // syncWorker works "sync" jobs.
 type syncWorker struct {
 	river.WorkerDefaults[SyncArgs]
-	cfg *Config
+	cfg  *Config
+	gate *tenantGate // nil: no per-tenant bound
+}
+
+// tenantGate counts the sync jobs running in this instance per Entra tenant.
+type tenantGate struct {
+	max  int
+	mu   sync.Mutex
+	busy map[string]int
+}
+
+// tryAcquire takes a slot of the tenant without waiting; ok is false when
+// max jobs of the tenant run already. Call release when done.
+func (g *tenantGate) tryAcquire(tenant string) (release func(), ok bool) {
+	if g == nil {
+		return func() {}, true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.busy[tenant] >= g.max {
+		return nil, false
+	}
+	if g.busy == nil {
+		g.busy = map[string]int{}
+	}
+	g.busy[tenant]++
+	return func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.busy[tenant]--; g.busy[tenant] <= 0 {
+			delete(g.busy, tenant)
+		}
+	}, true
+}
+
+// tenantOf is the gate's key for the PBX: its Entra tenant, or the PBX
+// itself when the tenant is unknown (not connected: the run says so).
+func (w *syncWorker) tenantOf(ctx context.Context, pbx string) string {
+	if w.cfg.Tenant != nil {
+		t, err := w.cfg.Tenant(ctx, pbx)
+		if err == nil && t != "" {
+			return "tenant:" + strings.ToLower(t)
+		}
+	}
+	return "pbx:" + pbx
 }
 
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
@@ -337,6 +507,14 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 		log.DebugContext(ctx, "jobs: a sync of this PBX is running here; snoozing")
 		return river.JobSnooze(w.snooze())
 	}
+	// At most MaxPerTenant syncs of one Entra tenant at once here: Graph
+	// throttles per app and tenant, and PBXs may share a tenant.
+	release, ok := w.gate.tryAcquire(w.tenantOf(ctx, a.PBX))
+	if !ok {
+		log.DebugContext(ctx, "jobs: this tenant's sync slots are taken here; snoozing")
+		return river.JobSnooze(w.snooze())
+	}
+	defer release()
 	if held, err := leaseHeld(ctx, w.cfg.Store, a.PBX, time.Now()); err != nil {
 		return err
 	} else if held {
@@ -362,16 +540,24 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 }
 
 func (w *syncWorker) snooze() time.Duration {
-	j, _ := rand.Int(rand.Reader, big.NewInt(int64(w.cfg.Snooze/2)+1))
-	return w.cfg.Snooze + time.Duration(j.Int64())
+	return w.cfg.Snooze + jitter(w.cfg.Snooze/2)
 }
 
-// Outcome maps a finished run to what River does with its job: nil
-// (completed: succeeded, waiting for deletion confirmation, or a dry run),
-// river.JobCancel for a terminal state (integration not connected or
-// disabled, sync paused or off: the run record says why), and an error for
-// everything else (a Graph read or apply failure, throttling, 5xx, a store
-// error), which River retries with backoff.
+// MinThrottleSnooze is the least a throttled sync job waits before it runs
+// again, whatever Retry-After Graph gave (or none).
+const MinThrottleSnooze = 5 * time.Second
+
+// Outcome maps a finished run to what River does with its job:
+//   - nil (completed): succeeded, waiting for deletion confirmation, or a dry run;
+//   - river.JobCancel, terminal: integration not connected or disabled, sync
+//     paused or off, or Graph refusing the app ("unauthorized": the
+//     integration shows the error, and retrying does not help);
+//   - river.JobSnooze for "throttled": max(RetryAfter, MinThrottleSnooze) plus
+//     up to a quarter of that as jitter. A snooze is not an attempt in River
+//     v0.47.0 (the executor stores attempt-1 and counts it in metadata
+//     "snoozes"), so throttling never exhausts MaxAttempts;
+//   - an error for everything else ("lease_lost", a Graph read or apply
+//     failure, a store error), which River retries with backoff.
 func Outcome(run *syncer.Run) error {
 	if run == nil {
 		return errors.New("jobs: sync returned no run")
@@ -381,10 +567,22 @@ func Outcome(run *syncer.Run) error {
 		return nil
 	}
 	switch run.ErrorCode {
-	case "paused", "disabled", "not_connected":
+	case "paused", "disabled", "not_connected", "unauthorized":
 		return river.JobCancel(fmt.Errorf("sync run %s: %s: %s", run.ID, run.ErrorCode, run.Error))
+	case "throttled":
+		d := max(run.RetryAfter, MinThrottleSnooze)
+		return river.JobSnooze(d + jitter(d/4))
 	}
 	return fmt.Errorf("sync run %s failed (%s): %s", run.ID, run.ErrorCode, run.Error)
+}
+
+// jitter returns a random duration in [0, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	j, _ := rand.Int(rand.Reader, big.NewInt(int64(d)+1))
+	return time.Duration(j.Int64())
 }
 
 // leaseHeld reports whether the PBX's sync lease is held and not expired.
@@ -412,12 +610,19 @@ func leaseHeld(ctx context.Context, st store.Settings, pbx string, now time.Time
 // and inserts a replacement, which any instance picks up at once. River's
 // own rescuer would retry the orphan only after RescueStuckJobsAfter; a
 // cancelled orphan is not retried.
-type ReapArgs struct{}
+//
+// Any instance may work a reap job. Slot (the ReapInterval it belongs to)
+// keeps one job per interval when leadership changes hands, without letting
+// a reap job orphaned by a dead instance (still "running" until River's
+// rescuer comes, RescueStuckJobsAfter later) block the next intervals' reaps.
+type ReapArgs struct {
+	Slot int64 `json:"slot,omitempty" river:"unique"` // Unix milliseconds
+}
 
 // Kind implements river.JobArgs.
 func (ReapArgs) Kind() string { return "sync.reap" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts: one pending reap at a time.
+// InsertOpts implements river.JobArgsWithInsertOpts: one reap per slot.
 func (ReapArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{MaxAttempts: 1, UniqueOpts: river.UniqueOpts{ByArgs: true,
 		ByState: []rivertype.JobState{rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,

@@ -3,6 +3,8 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,4 +168,95 @@ func TestReaperReplacesOrphanedJob(t *testing.T) {
 			t.Fatalf("%d sync jobs, want the orphan and its replacement", total)
 		}
 	})
+}
+
+// subsRecorder is a jobs.Subscriptions that records checks.
+type subsRecorder struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (s *subsRecorder) Check(_ context.Context, pbx, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, pbx+"/"+id)
+	return nil
+}
+
+func (s *subsRecorder) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.calls...)
+}
+
+// Lifecycle events queued while one check of the subscription is pending
+// are one "subscription.check" job, worked through Config.Subscriptions.
+func TestSubscriptionCheckJob(t *testing.T) {
+	backends(t, func(t *testing.T, db string) {
+		w := newWorld(t, db, 1, 0)
+		rec := &subsRecorder{}
+		cfg := testConfig("a")
+		cfg.Subscriptions = rec
+		in := w.instance(cfg)
+		for range 3 {
+			if err := in.runner.CheckSubscription(t.Context(), "pbx-00", "sub-1"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := in.runner.CheckSubscription(t.Context(), "pbx-00", "sub-2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := in.runner.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(rec.list()) < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("checks worked: %v, want both subscriptions", rec.list())
+			}
+			time.Sleep(20 * time.Millisecond) // polling with a deadline
+		}
+		var n int
+		if err := in.st.DB().QueryRowContext(t.Context(), `SELECT count(*) FROM river_job WHERE kind = 'subscription.check'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if got := rec.list(); n != 2 || len(got) != 2 {
+			t.Fatalf("%d check jobs, checks %v; want 2 and 2", n, got)
+		}
+	})
+}
+
+// Four PBXs on one Entra tenant, MaxPerTenant 1: never two of their syncs at
+// once in the instance (the others snooze), and all complete.
+func TestMaxPerTenant(t *testing.T) {
+	w := newWorld(t, "", 4, 10*time.Millisecond)
+	cfg := testConfig("a")
+	cfg.MaxWorkers, cfg.MaxPerTenant, cfg.Snooze = 4, 1, 50*time.Millisecond
+	cfg.Tenant = func(context.Context, string) (string, error) { return strings.ToUpper(tenantID), nil }
+	in := w.instance(cfg)
+	w.setup(in)
+	for _, pbx := range w.pbxs {
+		if err := in.runner.Trigger(t.Context(), pbx, syncer.TriggerChange); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := in.runner.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	w.waitIdle(in.st.DB(), 30*time.Second)
+	if m := w.track.mostAtOnce(); m != 1 {
+		t.Errorf("%d syncs of one tenant at once, want 1", m)
+	}
+	for _, pbx := range w.pbxs {
+		if runs := w.track.runs(pbx, syncer.TriggerChange); len(runs) != 1 || runs[0].Created != users {
+			t.Errorf("%s: runs %+v, want one that created %d extensions", pbx, runs, users)
+		}
+	}
+	var snoozed int
+	if err := in.st.DB().QueryRowContext(t.Context(), `SELECT count(*) FROM river_job WHERE json_extract(metadata, '$.snoozes') > 0`).Scan(&snoozed); err != nil {
+		t.Fatal(err)
+	}
+	if snoozed == 0 {
+		t.Errorf("no job waited for the tenant: the test did not exercise the bound")
+	}
 }

@@ -26,6 +26,9 @@ func (f *fakeSettings) GetSetting(context.Context, string, string) ([]byte, erro
 func (f *fakeSettings) UpdateSetting(context.Context, string, string, func([]byte) ([]byte, error)) error {
 	return errors.New("not used")
 }
+func (f *fakeSettings) UpdateSettingFenced(context.Context, string, string, *store.Fence, func([]byte) ([]byte, error)) error {
+	return errors.New("not used")
+}
 func (f *fakeSettings) ListSettings(context.Context, string, string) (map[string][]byte, error) {
 	return nil, errors.New("not used")
 }
@@ -93,6 +96,56 @@ func TestWorkerOutcome(t *testing.T) {
 			}
 			if got != tc.want || fs.calls != tc.wantCalls {
 				t.Fatalf("outcome %s (err %v), %d engine calls; want %s, %d", got, err, fs.calls, tc.want, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// Outcome maps each failure code the syncer names to River's action.
+func TestOutcomeCodes(t *testing.T) {
+	t.Parallel()
+	failed := func(code string, retryAfter time.Duration) *syncer.Run {
+		return &syncer.Run{ID: "r", State: syncer.StateFailed, ErrorCode: code, Error: code, RetryAfter: retryAfter}
+	}
+	for _, tc := range []struct {
+		name     string
+		run      *syncer.Run
+		want     string        // nil | snooze | cancel | retry
+		min, max time.Duration // snooze bounds
+	}{
+		{name: "succeeded", run: &syncer.Run{State: syncer.StateSucceeded}, want: "nil"},
+		{name: "dry run", run: &syncer.Run{State: syncer.StateDryRun}, want: "nil"},
+		{name: "throttled without Retry-After", run: failed("throttled", 0), want: "snooze", min: 5 * time.Second, max: 5*time.Second + 5*time.Second/4},
+		{name: "throttled, short Retry-After", run: failed("throttled", 2*time.Second), want: "snooze", min: 5 * time.Second, max: 5*time.Second + 5*time.Second/4},
+		{name: "throttled, long Retry-After", run: failed("throttled", time.Minute), want: "snooze", min: time.Minute, max: time.Minute + 15*time.Second},
+		{name: "unauthorized", run: failed("unauthorized", 0), want: "cancel"},
+		{name: "not connected", run: failed("not_connected", 0), want: "cancel"},
+		{name: "lease lost", run: failed("lease_lost", 0), want: "retry"},
+		{name: "read failed", run: failed("read_failed", 0), want: "retry"},
+		{name: "internal", run: failed("internal", 0), want: "retry"},
+		{name: "no run", run: nil, want: "retry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for range 20 { // the jitter is random: stay in bounds every time
+				err := Outcome(tc.run)
+				var sn *rivertype.JobSnoozeError
+				var cn *rivertype.JobCancelError
+				got := "retry"
+				switch {
+				case err == nil:
+					got = "nil"
+				case errors.As(err, &sn):
+					got = "snooze"
+					if sn.Duration < tc.min || sn.Duration > tc.max {
+						t.Fatalf("snooze %v, want within [%v, %v]", sn.Duration, tc.min, tc.max)
+					}
+				case errors.As(err, &cn):
+					got = "cancel"
+				}
+				if got != tc.want {
+					t.Fatalf("Outcome = %s (%v), want %s", got, err, tc.want)
+				}
 			}
 		})
 	}

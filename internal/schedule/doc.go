@@ -1,6 +1,6 @@
 // Package schedule decides when a PBX's directory sync runs: on its schedule
 // (daily or weekly at a local time, daylight-saving aware), after changes in
-// Microsoft Entra ID reported by Graph change notifications (debounced), by
+// Microsoft Entra ID reported by Graph change notifications, by
 // delta polling where notifications cannot reach the service, and after a
 // lifecycle event says notifications were missed.
 //
@@ -9,7 +9,8 @@
 // delta and local state itself. Nothing here imports the sync engine.
 //
 // One Service holds it all. Service.Run is the background loop (schedule,
-// polling, subscription upkeep, the webhook work queue); Service.Handler
-// serves the public webhook endpoints /webhooks/graph and
-// /webhooks/graph/lifecycle.
+// polling, subscription upkeep); Service.Handler serves the public webhook
+// endpoints /webhooks/graph and /webhooks/graph/lifecycle, which hand each
+// notification's work to the Runner (with jobs.Runner: durable jobs,
+// debounced per window there) before acknowledging it.
 package schedule

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +60,10 @@ func (m *memStore) UpdateSetting(_ context.Context, pbx, key string, fn func(old
 		m.settings[k] = slices.Clone(nb)
 	}
 	return nil
+}
+
+func (m *memStore) UpdateSettingFenced(ctx context.Context, pbx, key string, _ *store.Fence, fn func(old []byte) ([]byte, error)) error {
+	return m.UpdateSetting(ctx, pbx, key, fn)
 }
 
 func (m *memStore) ListSettings(_ context.Context, pbx, prefix string) (map[string][]byte, error) {
@@ -174,4 +179,110 @@ func (r *fakeRunner) count(pbx, reason string) int {
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// queueRunner is a Runner with the optional parts (like jobs.Runner): it
+// records triggers, subscription checks and slot jobs (one per PBX, grid
+// and bucket); err fails every call; block makes calls wait for ctx.
+type queueRunner struct {
+	mu       sync.Mutex
+	triggers []call
+	checks   []string
+	slots    map[string]call // pbx/grid/bucket -> the job (At = when it starts)
+	order    []string        // slot keys in insertion order
+	err      error
+	block    bool
+}
+
+func (r *queueRunner) wait(ctx context.Context) error {
+	r.mu.Lock()
+	block, err := r.block, r.err
+	r.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return err
+}
+
+func (r *queueRunner) Trigger(ctx context.Context, pbx, reason string) error {
+	if err := r.wait(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.triggers = append(r.triggers, call{pbx, reason, time.Now()})
+	return nil
+}
+
+func (r *queueRunner) TriggerAt(ctx context.Context, pbx, reason string, bucket, at time.Time) error {
+	if err := r.wait(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.slots == nil {
+		r.slots = map[string]call{}
+	}
+	k := pbx + "/" + reason + "/" + bucket.UTC().Format(time.RFC3339Nano)
+	if _, ok := r.slots[k]; !ok {
+		r.slots[k] = call{pbx, reason, at}
+		r.order = append(r.order, k)
+	}
+	return nil
+}
+
+func (r *queueRunner) CheckSubscription(ctx context.Context, pbx, id string) error {
+	if err := r.wait(ctx); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = append(r.checks, pbx+"/"+id)
+	return nil
+}
+
+func (r *queueRunner) setErr(err error) {
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+}
+
+func (r *queueRunner) reset() {
+	r.mu.Lock()
+	r.triggers, r.checks, r.slots, r.order = nil, nil, nil, nil
+	r.mu.Unlock()
+}
+
+func (r *queueRunner) triggerList() []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.triggers)
+}
+
+func (r *queueRunner) checkList() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.checks)
+}
+
+// slotJobs returns the slot jobs of the grid (reason) in insertion order.
+func (r *queueRunner) slotJobs(pbx, reason string) []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []call
+	for _, k := range r.order {
+		if c := r.slots[k]; c.PBX == pbx && c.Reason == reason {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// countingRunner counts triggers and keeps nothing.
+type countingRunner struct{ n atomic.Int64 }
+
+func (r *countingRunner) Trigger(context.Context, string, string) error {
+	r.n.Add(1)
+	return nil
 }

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/directory"
@@ -15,11 +16,6 @@ import (
 func (s *Service) Run(ctx context.Context) error {
 	s.init()
 	defer s.wg.Wait()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.work(ctx)
-	}()
 	for {
 		next := s.tick(ctx)
 		d := next.Sub(s.now())
@@ -93,11 +89,18 @@ func (s *Service) forget(pbx string) {
 	s.mu.Unlock()
 }
 
-// checkSchedule fires the PBX's scheduled sync when its slot (plus the PBX's
-// spread offset) has come, claiming the slot in the store first so that it
-// fires once, across restarts and instances. Slots missed while the service
-// was down fire once, on the first look after. It returns when the next
-// slot fires.
+// checkSchedule fires the PBX's scheduled sync when its slot has come, once
+// across restarts and instances. Slots missed while the service was down
+// fire once, on the first look after. It returns when it wants to look
+// again.
+//
+// With a SlotRunner (the job queue) the slot's job is inserted first, at
+// the slot, to start at slot + the PBX's spread offset; it is unique by PBX
+// and slot, so repeated ticks and instances insert one job. LastSlot is
+// recorded only after the insert succeeded: a crash or store failure in
+// between makes the next tick insert again, which finds the job there.
+// Without one, the slot is claimed in the store (LastSlot, in a
+// transaction), then triggered at slot + offset.
 func (s *Service) checkSchedule(ctx context.Context, p directory.PBX, now time.Time) (time.Time, error) {
 	set, err := s.load(ctx, p.ID)
 	if err != nil {
@@ -123,17 +126,39 @@ func (s *Service) checkSchedule(ctx context.Context, p directory.PBX, now time.T
 		}
 		return NextRun(set, now).Add(off), nil
 	}
+	sr, queued := s.Runner.(SlotRunner)
+	due := func(slot time.Time) time.Time { return slot.Add(off) }
+	if queued {
+		due = func(slot time.Time) time.Time { return slot } // the job itself waits for the offset
+	}
 	slot := NextRun(set, st.LastSlot)
-	if slot.Add(off).After(now) {
-		return slot.Add(off), nil
+	if due(slot).After(now) {
+		return due(slot), nil
 	}
 	// Due: take the latest slot that has come (several missed ones fire once).
 	for range 1000 {
 		n := NextRun(set, slot)
-		if n.Add(off).After(now) {
+		if due(n).After(now) {
 			break
 		}
 		slot = n
+	}
+	if queued {
+		if err := sr.TriggerAt(ctx, p.ID, ReasonSchedule, slot.UTC(), slot.Add(off).UTC()); err != nil {
+			return time.Time{}, fmt.Errorf("queueing the scheduled sync of %s: %w", slot.UTC(), err)
+		}
+		s.stats.triggers.Add(1)
+		if err := s.updateState(ctx, p.ID, func(st *runState) bool {
+			if !st.LastSlot.Before(slot) {
+				return false
+			}
+			st.LastSlot = slot.UTC()
+			return true
+		}); err != nil {
+			return time.Time{}, fmt.Errorf("recording the queued slot %s: %w", slot.UTC(), err)
+		}
+		s.Logger.InfoContext(ctx, "schedule: scheduled sync queued", "pbx", p.ID, "slot", slot.UTC(), "startsAt", slot.Add(off).UTC())
+		return due(NextRun(set, slot)), nil
 	}
 	claimed := false
 	if err := s.updateState(ctx, p.ID, func(st *runState) bool {
@@ -155,12 +180,19 @@ func (s *Service) checkSchedule(ctx context.Context, p directory.PBX, now time.T
 // maybePoll triggers a delta poll of a PBX in polling mode every
 // PollInterval; it returns when the next poll is due (zero when the PBX
 // receives notifications).
+//
+// With a SlotRunner, polls lie on a grid (every PollInterval, shifted by
+// the PBX's offset): the poll of a grid point is one job however many
+// instances poll the PBX.
 func (s *Service) maybePoll(ctx context.Context, pbx string, now time.Time) time.Time {
 	if mode, _ := s.Mode(ctx, pbx); mode != ModePolling {
 		s.mu.Lock()
 		delete(s.lastPoll, pbx)
 		s.mu.Unlock()
 		return time.Time{}
+	}
+	if sr, ok := s.Runner.(SlotRunner); ok {
+		return s.pollGrid(ctx, sr, pbx, now)
 	}
 	s.mu.Lock()
 	last, ok := s.lastPoll[pbx]
@@ -180,6 +212,31 @@ func (s *Service) maybePoll(ctx context.Context, pbx string, now time.Time) time
 		s.fire(ctx, pbx, ReasonPoll)
 	}
 	return due
+}
+
+// pollGrid inserts the job of the latest grid point of the PBX's polls
+// unless this instance did already; it returns the next grid point.
+func (s *Service) pollGrid(ctx context.Context, sr SlotRunner, pbx string, now time.Time) time.Time {
+	phase := (s.offset(pbx) % s.PollInterval).Truncate(time.Second) // buckets are Unix seconds
+	bucket := now.Add(-phase).Truncate(s.PollInterval).Add(phase)
+	next := bucket.Add(s.PollInterval)
+	s.mu.Lock()
+	done := !s.lastPoll[pbx].Before(bucket)
+	s.mu.Unlock()
+	if done {
+		return next
+	}
+	if err := sr.TriggerAt(ctx, pbx, ReasonPoll, bucket.UTC(), bucket.UTC()); err != nil {
+		if ctx.Err() == nil {
+			s.Logger.WarnContext(ctx, "schedule: queueing a poll failed; trying again", "pbx", pbx, "err", err)
+		}
+		return now.Add(min(s.PollInterval, 10*time.Second))
+	}
+	s.stats.triggers.Add(1)
+	s.mu.Lock()
+	s.lastPoll[pbx] = bucket
+	s.mu.Unlock()
+	return next
 }
 
 // retryEvery is how often subscriptions are tried again while polling.

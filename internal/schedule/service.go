@@ -16,10 +16,30 @@ import (
 )
 
 // Runner starts a directory sync of a PBX now, or joins the one running.
-// The sync engine implements it; reason says why ("schedule", "change",
-// "poll", "missed", "resubscribed").
+// The job queue (jobs.Runner) implements it; reason says why ("schedule",
+// "change", "poll", "missed", "resubscribed"). A nil error from a durable
+// Runner means the request survives a crash: the webhook acknowledges a
+// notification only then.
 type Runner interface {
 	Trigger(ctx context.Context, pbx string, reason string) error
+}
+
+// SlotRunner is the optional part of a Runner that asks for a sync
+// idempotently: one job per PBX, grid (reason: "schedule" or "poll") and
+// bucket, however many ticks or instances ask, starting at at (jobs.Runner
+// implements it). With it a scheduled slot is recorded as fired only after
+// its job exists, so a crash cannot lose it, and instances polling one PBX
+// give one job per poll. Without it the loop claims the slot, then triggers.
+type SlotRunner interface {
+	TriggerAt(ctx context.Context, pbx, reason string, bucket, at time.Time) error
+}
+
+// SubscriptionChecker is the optional part of a Runner that queues the
+// check of a subscription after a lifecycle notification (jobs.Runner
+// implements it; its worker calls Service.Check). Without it the webhook
+// checks in a goroutine.
+type SubscriptionChecker interface {
+	CheckSubscription(ctx context.Context, pbx, subscriptionID string) error
 }
 
 // Integration is what this package needs of the integration service
@@ -54,8 +74,6 @@ const (
 
 // Defaults of the Service's tunables.
 const (
-	DefaultDebounce      = 10 * time.Minute
-	DefaultBurst         = 10
 	DefaultPollInterval  = 5 * time.Minute
 	DefaultSpread        = 5 * time.Minute
 	DefaultConcurrency   = 4
@@ -85,8 +103,6 @@ type Service struct {
 	AllowLocalURL bool
 	Now           func() time.Time
 
-	Debounce      time.Duration // a change syncs at most this long after it arrives
-	Burst         int           // this many change events sync at once
 	PollInterval  time.Duration // delta polling period where notifications are off
 	Spread        time.Duration // scheduled runs spread over [slot, slot+Spread); negative: no spread
 	Concurrency   int           // triggers in flight at once
@@ -98,7 +114,6 @@ type Service struct {
 	initOnce sync.Once
 	sem      chan struct{}
 	reg      registry
-	q        *queue
 	wg       sync.WaitGroup
 	stats    stats
 
@@ -116,12 +131,6 @@ func (s *Service) init() {
 	s.initOnce.Do(func() {
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
-		}
-		if s.Debounce <= 0 {
-			s.Debounce = DefaultDebounce
-		}
-		if s.Burst <= 0 {
-			s.Burst = DefaultBurst
 		}
 		if s.PollInterval <= 0 {
 			s.PollInterval = DefaultPollInterval
@@ -148,7 +157,6 @@ func (s *Service) init() {
 		}
 		s.sem = make(chan struct{}, s.Concurrency)
 		s.reg.byID = map[string]regEntry{}
-		s.q = newQueue()
 		s.lastPoll = map[string]time.Time{}
 		s.lastMaint = map[string]time.Time{}
 		s.maintaining = map[string]bool{}

@@ -2,7 +2,6 @@ package schedule
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -60,7 +59,7 @@ func newSimEnv(t *testing.T, publicURL func(web *httptest.Server) string, tune f
 	in := newFakeIntegration("a")
 	in.client = e.gc
 	e.svc = &Service{Store: newMemStore(directory.PBX{ID: "a", TimeZone: "UTC"}), Integration: in, Runner: e.runner,
-		Logger: testLogger(t), AllowLocalURL: true, Now: e.clk.now, Debounce: 300 * time.Millisecond}
+		Logger: testLogger(t), AllowLocalURL: true, Now: e.clk.now}
 	if tune != nil {
 		tune(e.svc)
 	}
@@ -141,13 +140,9 @@ func TestSimSubscriptionsAndChanges(t *testing.T) {
 		t.Error("clientState stored in the clear")
 	}
 
-	// One change: a sync after the debounce window, not before.
-	start := time.Now()
+	// One change: the Runner is asked (debouncing is the Runner's: jobs.Runner).
 	e.patchUser(t, 0, "Changed once")
 	eventually(t, "a change sync", func() bool { return e.runner.count("a", ReasonChange) == 1 })
-	if el := time.Since(start); el < e.svc.Debounce {
-		t.Errorf("change synced after %s, before the %s debounce", el, e.svc.Debounce)
-	}
 
 	// A forged notification over HTTP changes nothing.
 	res, err := http.Post(e.web.URL+WebhookPath, "application/json", strings.NewReader(
@@ -216,22 +211,6 @@ func TestSimSubscriptionsAndChanges(t *testing.T) {
 	if n := len(e.tenant.Subscriptions()); n != 0 {
 		t.Errorf("%d subscriptions left after Unsubscribe", n)
 	}
-}
-
-func TestSimBurstSyncsAtOnce(t *testing.T) {
-	e := newSimEnv(t, webURL, func(s *Service) { s.Debounce = time.Hour })
-	e.waitNotifications(t)
-	for i := range 9 { // a title differing each time: the sim notifies real changes only
-		e.patchUser(t, i, fmt.Sprintf("burst %d", i))
-	}
-	eventually(t, "nine notifications accepted", func() bool { return e.svc.Stats().Accepted == 9 })
-	if n := e.runner.count("a", ReasonChange); n != 0 {
-		t.Fatalf("9 changes synced %d times with a 1 h debounce", n)
-	}
-	start := time.Now()
-	e.patchUser(t, 9, "burst 9")
-	eventually(t, "a sync after the 10th change", func() bool { return e.runner.count("a", ReasonChange) == 1 })
-	t.Logf("10th change to sync: %s", time.Since(start))
 }
 
 func TestSimUnreachableURLPolls(t *testing.T) {

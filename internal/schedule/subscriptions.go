@@ -323,6 +323,19 @@ func (s *Service) create(ctx context.Context, gc *graph.Client, pbx, resource, c
 		ClientStateHash: hex.EncodeToString(hash[:]), Expires: expiryOf(sub, exp)}, nil
 }
 
+// Check renews (and so reauthorizes) one of the PBX's subscriptions after a
+// lifecycle notification; one that Graph no longer has is created again.
+// Nothing happens when the integration is not connected or the
+// subscription is not the PBX's (any more). It is the work of jobs'
+// "subscription.check" job (jobs.Subscriptions).
+func (s *Service) Check(ctx context.Context, pbx, subscriptionID string) error {
+	s.init()
+	if !s.Integration.Connected(ctx, pbx) {
+		return nil
+	}
+	return s.renewOne(ctx, pbx, subscriptionID)
+}
+
 // renewOne renews (and so reauthorizes) one subscription after a lifecycle
 // event; one that no longer exists is created again.
 func (s *Service) renewOne(ctx context.Context, pbx, id string) error {
@@ -387,7 +400,6 @@ func (s *Service) Unsubscribe(ctx context.Context, pbx string) error {
 		}
 	}
 	s.reg.replacePBX(pbx, nil)
-	s.q.drop(pbx)
 	if err := s.Store.UpdateSetting(ctx, pbx, subsKey, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
 		errs = append(errs, err)
 	}

@@ -3,6 +3,7 @@ package schedule
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -95,77 +96,115 @@ func TestValidationHandshake(t *testing.T) {
 	}
 }
 
-func TestNotificationDebounce(t *testing.T) {
+// A change notification reaches the Runner before the 202: by the time the
+// handler answers, the sync is asked for. A collection of many items asks
+// once per PBX.
+func TestNotificationQueuedBeforeAck(t *testing.T) {
+	r := &queueRunner{}
+	s := newWebhookService(t, nil, "a", "b")
+	s.Runner = r
+	addSub(t, s, "a", "sub-a", "state-a")
+	addSub(t, s, "b", "sub-b", "state-b")
+	h := s.Handler()
+	if rec := post(h, WebhookPath, notification("sub-a", "state-a")); rec.Code != http.StatusAccepted {
+		t.Fatalf("notification = %d %s", rec.Code, rec.Body)
+	}
+	if got := r.triggerList(); len(got) != 1 || got[0].PBX != "a" || got[0].Reason != ReasonChange {
+		t.Fatalf("after the 202: triggers %v, want one change sync of a", got)
+	}
+	items := []string{notification("sub-b", "state-b")}
+	for range 10 {
+		items = append(items, notification("sub-a", "state-a"))
+	}
+	if rec := post(h, WebhookPath, items...); rec.Code != http.StatusAccepted {
+		t.Fatalf("batch = %d", rec.Code)
+	}
+	if got := r.triggerList(); len(got) != 3 {
+		t.Fatalf("after a batch of 11 items for two PBXs: %d triggers (%v), want 1 + 2", len(got), got)
+	}
+	if st := s.Stats(); st.Accepted != 12 || st.Triggers != 3 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+// When the Runner cannot queue the work, the answer is 503 (Graph delivers
+// again), not 202; the redelivery, once the queue works, is accepted.
+func TestNotificationNotQueuedAnswers503(t *testing.T) {
+	r := &queueRunner{err: errors.New("database down")}
+	s := newWebhookService(t, nil, "a")
+	s.Runner = r
+	addSub(t, s, "a", "sub-a", "state-a")
+	h := s.Handler()
+	for _, tc := range []struct{ path, item string }{
+		{WebhookPath, notification("sub-a", "state-a")},
+		{LifecyclePath, lifecycleItem("sub-a", "state-a", "missed")},
+		{LifecyclePath, lifecycleItem("sub-a", "state-a", "reauthorizationRequired")},
+	} {
+		rec := post(h, tc.path, tc.item)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s with the queue down = %d (Retry-After %q), want 503 with Retry-After", tc.item, rec.Code, rec.Header().Get("Retry-After"))
+		}
+	}
+	if st := s.Stats(); st.Unqueued != 3 {
+		t.Errorf("unqueued = %d, want 3", st.Unqueued)
+	}
+	r.setErr(nil)
+	if rec := post(h, WebhookPath, notification("sub-a", "state-a")); rec.Code != http.StatusAccepted {
+		t.Fatalf("redelivery = %d", rec.Code)
+	}
+	if got := r.triggerList(); len(got) != 1 {
+		t.Errorf("triggers %v, want the redelivered one", got)
+	}
+}
+
+// A Runner that hangs (a stuck database) gets ackTimeout, then the answer is
+// 503: Graph wants an answer within 3 s.
+func TestNotificationAckBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := &fakeRunner{}
-		s := newWebhookService(t, r, "a", "b")
-		s.Debounce = 10 * time.Minute
+		r := &queueRunner{block: true}
+		s := newWebhookService(t, nil, "a")
+		s.Runner = r
 		addSub(t, s, "a", "sub-a", "state-a")
-		addSub(t, s, "b", "sub-b", "state-b")
-		h := s.Handler()
-		stop := run(t, s)
-		defer stop()
-		if rec := post(h, WebhookPath, notification("sub-a", "state-a")); rec.Code != http.StatusAccepted {
-			t.Fatalf("notification = %d %s", rec.Code, rec.Body)
-		}
-		time.Sleep(10*time.Minute - time.Second)
-		synctest.Wait()
-		if n := r.count("a", ReasonChange); n != 0 {
-			t.Fatalf("synced %d times before the debounce window ended", n)
-		}
-		post(h, WebhookPath, notification("sub-a", "state-a")) // inside the window: same sync
-		time.Sleep(time.Second)
-		synctest.Wait()
-		if n := r.count("a", ReasonChange); n != 1 {
-			t.Fatalf("syncs after the window = %d, want 1", n)
-		}
-		time.Sleep(time.Hour)
-		synctest.Wait()
-		if n := r.count("", ReasonChange); n != 1 {
-			t.Errorf("syncs an hour later = %d, want still 1 (nothing new happened)", n)
+		start := time.Now()
+		rec := post(s.Handler(), WebhookPath, notification("sub-a", "state-a"))
+		if el := time.Since(start); rec.Code != http.StatusServiceUnavailable || el != ackTimeout {
+			t.Errorf("hanging queue: %d after %s, want 503 after %s", rec.Code, el, ackTimeout)
 		}
 	})
 }
 
-func TestNotificationBurstSyncsAtOnce(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		r := &fakeRunner{}
-		s := newWebhookService(t, r, "a")
-		addSub(t, s, "a", "sub-a", "state-a")
-		h := s.Handler()
-		stop := run(t, s)
-		defer stop()
-		for range 9 {
-			post(h, WebhookPath, notification("sub-a", "state-a"))
+// Lifecycle notifications become subscription checks (queued before the
+// 202); missed and subscriptionRemoved also ask for a catch-up sync.
+func TestLifecycleEventsQueued(t *testing.T) {
+	r := &queueRunner{}
+	s := newWebhookService(t, nil, "a")
+	s.Runner = r
+	addSub(t, s, "a", "sub-a", "state-a")
+	h := s.Handler()
+	for _, tc := range []struct {
+		event, reason string
+	}{
+		{"reauthorizationRequired", ""},
+		{"missed", ReasonMissed},
+		{"subscriptionRemoved", ReasonResubscribed},
+		{"somethingNew", ""},
+	} {
+		r.reset()
+		if rec := post(h, LifecyclePath, lifecycleItem("sub-a", "state-a", tc.event)); rec.Code != http.StatusAccepted {
+			t.Fatalf("%s = %d", tc.event, rec.Code)
 		}
-		synctest.Wait()
-		if n := r.count("a", ReasonChange); n != 0 {
-			t.Fatalf("9 events synced %d times at once, want 0", n)
+		wantChecks := 1
+		if tc.event == "somethingNew" {
+			wantChecks = 0
 		}
-		start := time.Now()
-		post(h, WebhookPath, notification("sub-a", "state-a")) // the 10th
-		synctest.Wait()
-		calls := r.list()
-		if n := r.count("a", ReasonChange); n != 1 || !calls[len(calls)-1].At.Equal(start) {
-			t.Fatalf("after the 10th event: %v, want one change sync at once", calls)
+		if got := r.checkList(); len(got) != wantChecks || wantChecks == 1 && got[0] != "a/sub-a" {
+			t.Errorf("%s: checks %v, want %d of a/sub-a", tc.event, got, wantChecks)
 		}
-		// Ten in one POST count as ten events too.
-		items := make([]string, 10)
-		for i := range items {
-			items[i] = notification("sub-a", "state-a")
+		got := r.triggerList()
+		if tc.reason == "" && len(got) != 0 || tc.reason != "" && (len(got) != 1 || got[0].Reason != tc.reason) {
+			t.Errorf("%s: triggers %v, want reason %q", tc.event, got, tc.reason)
 		}
-		post(h, WebhookPath, items...)
-		synctest.Wait()
-		if n := r.count("a", ReasonChange); n != 2 {
-			t.Errorf("after a batch of 10: %d change syncs, want 2", n)
-		}
-		// The debounce timer of the first 9 was spent by the burst: no extra run.
-		time.Sleep(time.Hour)
-		synctest.Wait()
-		if n := r.count("a", ReasonChange); n != 2 {
-			t.Errorf("an hour later: %d change syncs, want 2", n)
-		}
-	})
+	}
 }
 
 func TestForgedNotificationsRejected(t *testing.T) {
@@ -218,12 +257,12 @@ func TestLifecycleMissedTriggersCatchUp(t *testing.T) {
 	})
 }
 
-// A flood of notifications (real and forged) leaves the memory flat: work is
-// coalesced per PBX, nothing grows per notification.
+// A flood of notifications (real and forged) leaves the memory flat:
+// nothing grows per notification here (the Runner debounces per window).
 func TestFloodStaysBounded(t *testing.T) {
-	r := &fakeRunner{}
-	s := newWebhookService(t, r, "a", "b")
-	s.Burst = 1 << 30 // keep everything pending: the worst case for memory
+	r := &countingRunner{}
+	s := newWebhookService(t, nil, "a", "b")
+	s.Runner = r
 	addSub(t, s, "a", "sub-a", "state-a")
 	addSub(t, s, "b", "sub-b", "state-b")
 	h := s.Handler()
@@ -255,13 +294,9 @@ func TestFloodStaysBounded(t *testing.T) {
 	if growth > 1<<20 {
 		t.Errorf("heap grew by %d bytes over %d notifications, want under 1 MiB", growth, n)
 	}
-	if q := s.q.size(); q > 2 {
-		t.Errorf("queue holds %d PBXs, want at most 2", q)
+	if st := s.Stats(); st.Accepted != n/2 || st.Rejected != n/2 || st.Triggers != n/2 || r.n.Load() != n/2 {
+		t.Errorf("stats = %+v, runner asked %d times", st, r.n.Load())
 	}
-	if st := s.Stats(); st.Accepted != n/2 || st.Rejected != n/2 {
-		t.Errorf("stats = %+v", st)
-	}
-	s.q.close()
 }
 
 func TestMetrics(t *testing.T) {
@@ -287,11 +322,10 @@ func TestMetrics(t *testing.T) {
 	}
 	want := map[string]float64{
 		"switchboard_webhook_notifications_total/accepted": 1, "switchboard_webhook_notifications_total/rejected": 1,
-		"switchboard_webhook_notifications_total/malformed": 0, "switchboard_webhook_notifications_total/validation": 0,
-		"switchboard_schedule_triggers_total": 0,
+		"switchboard_webhook_notifications_total/malformed": 0, "switchboard_webhook_notifications_total/validation": 0, "switchboard_webhook_notifications_total/unqueued": 0,
+		"switchboard_schedule_triggers_total": 1,
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("metrics = %v, want %v", got, want)
 	}
-	s.q.close()
 }
