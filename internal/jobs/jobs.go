@@ -197,6 +197,7 @@ type Runner struct {
 	now    func() time.Time // tests; nil: time.Now
 
 	gate *tenantGate
+	done *workedSet // sync jobs whose Work returned here (see reap)
 
 	mu sync.Mutex
 	// inserted is, per PBX, the last debounce bucket whose job this Runner
@@ -274,7 +275,10 @@ func newClient[TTx any](driver riverdriver.Driver[TTx], r *Runner) (*river.Clien
 	cfg := r.cfg
 	workers := river.NewWorkers()
 	r.gate = &tenantGate{max: cfg.MaxPerTenant}
-	river.AddWorker(workers, &syncWorker{cfg: &r.cfg, gate: r.gate})
+	if r.done == nil {
+		r.done = &workedSet{at: map[int64]time.Time{}}
+	}
+	river.AddWorker(workers, &syncWorker{cfg: &r.cfg, gate: r.gate, done: r.done})
 	river.AddWorker(workers, &reapWorker{r: r})
 	river.AddWorker(workers, &subscriptionWorker{cfg: &r.cfg})
 	c, err := river.NewClient(driver, &river.Config{
@@ -448,7 +452,38 @@ type syncWorker struct {
 	river.WorkerDefaults[SyncArgs]
 	cfg  *Config
 	gate *tenantGate // nil: no per-tenant bound
+	done *workedSet
 }
+
+// workedSet remembers, for a few minutes, the sync jobs whose Work returned
+// in this instance. Between Work's return and River recording the outcome
+// (its completer batches) a job is still "running" while its run has released
+// the lease; the reaper must not take such a job for an orphan.
+type workedSet struct {
+	mu sync.Mutex
+	at map[int64]time.Time
+}
+
+func (s *workedSet) add(id int64, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, t := range s.at {
+		if now.Sub(t) > 10*time.Minute {
+			delete(s.at, k)
+		}
+	}
+	s.at[id] = now
+}
+
+func (s *workedSet) has(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.at[id]
+	return ok
+}
+
+// worked reports whether this instance worked the job to its end.
+func (r *Runner) worked(id int64) bool { return r.done != nil && r.done.has(id) }
 
 // tenantGate counts the sync jobs running in this instance per Entra tenant.
 type tenantGate struct {
@@ -494,6 +529,9 @@ func (w *syncWorker) tenantOf(ctx context.Context, pbx string) string {
 }
 
 func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
+	if w.done != nil {
+		defer w.done.add(job.ID, time.Now())
+	}
 	a := job.Args
 	log := w.cfg.Logger.With("pbx", a.PBX, "job", job.ID, "attempt", job.Attempt, "reason", a.Reason)
 	if w.cfg.BeforeWork != nil {
@@ -682,6 +720,12 @@ func (r *Runner) reap(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	for _, j := range res.Jobs {
 		if j.AttemptedAt == nil || now.Sub(*j.AttemptedAt) < r.cfg.StuckAfter {
+			continue
+		}
+		if r.worked(j.ID) {
+			// This instance worked the job to its end; River records the
+			// outcome asynchronously. Its run may have released the lease
+			// already: not an orphan.
 			continue
 		}
 		var a SyncArgs
