@@ -211,7 +211,10 @@ func (e *Engine) syncUsers(ctx context.Context, pbx string, opt RunOptions, fl *
 	}
 
 	e.progress(fl, func(r *Run) { r.Phase = "applying" })
-	if err := e.apply(ctx, pbx, fl, w, pl, s.WelcomeEmail); err != nil {
+	// Welcome emails go into the outbox only when they can be sent: without
+	// SMTP the outbox rows would be written and dropped again in every batch.
+	_, whyNot := e.welcomeMail(ctx, pbx, s.WelcomeEmail)
+	if err := e.apply(ctx, pbx, fl, w, pl, whyNot == ""); err != nil {
 		return &stepError{code: "apply_failed", err: fmt.Errorf("applying the plan failed (committed steps stay; the next run completes the rest): %w", err)}
 	}
 	// The delta link advances only now that everything it covers is applied.
@@ -223,6 +226,9 @@ func (e *Engine) syncUsers(ctx context.Context, pbx string, opt RunOptions, fl *
 	}
 	if err := e.Store.UpdateSettingFenced(ctx, pbx, keyDeltaUsers, e.leaseFence(w.ID), func([]byte) ([]byte, error) { return doc, nil }); err != nil {
 		return fmt.Errorf("storing the delta link: %w", err)
+	}
+	if s.WelcomeEmail && whyNot != "" && w.Created > 0 {
+		w.note("welcome emails to %d users not sent: %s", w.Created, whyNot)
 	}
 	e.progress(fl, func(r *Run) { r.Phase = "mailing" })
 	e.drainWelcome(ctx, pbx, w, s.WelcomeEmail)

@@ -69,6 +69,24 @@ func (e *Engine) outbox(run, tag string, acts []Action) map[string][]byte {
 
 var errClaimed = errors.New("the outbox chunk is gone or claimed")
 
+// welcomeMail returns the SMTP settings welcome emails go out with, or why
+// they cannot go out now ("" when they can).
+func (e *Engine) welcomeMail(ctx context.Context, pbx string, on bool) (mail.Config, string) {
+	switch {
+	case !on:
+		return mail.Config{}, "welcome email is switched off"
+	case e.Mailer == nil:
+		return mail.Config{}, "no mailer is configured"
+	}
+	cfg, err := e.mailConfig(ctx, pbx)
+	if errors.Is(err, store.ErrNotFound) {
+		return cfg, "SMTP is not configured (PUT /api/v1/smtp)"
+	} else if err != nil {
+		return cfg, err.Error()
+	}
+	return cfg, ""
+}
+
 // drainWelcome sends what the outbox holds (this run's chunks and any left
 // by runs that stopped before sending); on is the user settings' WelcomeEmail.
 func (e *Engine) drainWelcome(ctx context.Context, pbx string, w *Run, on bool) {
@@ -84,21 +102,7 @@ func (e *Engine) drainWelcome(ctx context.Context, pbx string, w *Run, on bool) 
 	drop := func(k string) error {
 		return e.Store.UpdateSettingFenced(ctx, pbx, k, fence, func([]byte) ([]byte, error) { return nil, nil })
 	}
-	var cfg mail.Config
-	reason := ""
-	switch {
-	case !on:
-		reason = "welcome email is switched off"
-	case e.Mailer == nil:
-		reason = "no mailer is configured"
-	default:
-		cfg, err = e.mailConfig(ctx, pbx)
-		if errors.Is(err, store.ErrNotFound) {
-			reason = "SMTP is not configured (PUT /api/v1/smtp)"
-		} else if err != nil {
-			reason = err.Error()
-		}
-	}
+	cfg, reason := e.welcomeMail(ctx, pbx, on)
 	name := ""
 	if p, err := e.Store.GetPBX(ctx, pbx); err == nil {
 		name = p.Name
