@@ -119,6 +119,15 @@ func getPageInto[T any](ctx context.Context, c *Client, pathOrLink string, q url
 	clear(w.Value[:cap(w.Value)])
 	w.Value = w.Value[:0]
 	w.NextLink, w.DeltaLink, w.Count = "", "", nil
+	if lw, ok := any(w).(*wirePage[leanUser]); ok {
+		if decodeUserPage(resp.bytes(), lw) {
+			return nil
+		}
+		// Not the plain shape decodeUserPage reads: start again with encoding/json.
+		clear(w.Value[:cap(w.Value)])
+		w.Value = w.Value[:0]
+		w.NextLink, w.DeltaLink, w.Count = "", "", nil
+	}
 	if err := json.Unmarshal(resp.bytes(), w); err != nil && !inItem(err) {
 		return fmt.Errorf("graph: GET %s: decode page: %w", stripQuery(pathOrLink), err)
 	}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +99,18 @@ func childInstance() int {
 	id, db := os.Getenv("SB_JOBS_ID"), os.Getenv("SB_JOBS_DB")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("instance", id)
 	fail := func(err error) int { log.Error("child instance", "err", err); return 1 }
+	// SB_JOBS_CPUPROFILE=dir writes each instance's CPU profile (dir/ID.prof).
+	if dir := os.Getenv("SB_JOBS_CPUPROFILE"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, id+".prof"))
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	st, err := sqlstore.Open(ctx, db, log)
 	if err != nil {
 		return fail(err)
