@@ -50,7 +50,7 @@ else
 	run ./internal/syncer '^BenchmarkManyPBXs$' 1x
 fi
 # 200 PBXs x 500 users through River jobs on PostgreSQL, 1 vs 2 instances
-# (child processes, 2 and 4 sync workers each); skips without TEST_DATABASE_URL.
+# (child processes, 1, 2 and 4 sync workers each); skips without TEST_DATABASE_URL.
 run ./internal/jobs '^BenchmarkManyPBXsInstances$' 1x
 kill "$sampler" 2>/dev/null || true
 {

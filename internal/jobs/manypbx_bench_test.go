@@ -15,7 +15,7 @@ import (
 // BenchmarkManyPBXsInstances measures 200 PBXs of 500 users each (20 ms
 // simulated Graph latency), one sync job per PBX through River on
 // PostgreSQL, worked by 1 or 2 instances with the same per-instance
-// concurrency: 2 or 4 sync workers each (4 is the default). Every instance is
+// concurrency: 1, 2 or 4 sync workers each (4 is the default). Every instance is
 // its own process (this test binary re-executed: store, engine and River
 // client), as `switchboard serve` instances are; the simulated tenant runs in
 // the benchmark process and PostgreSQL on the same machine, so all of them
@@ -28,7 +28,7 @@ import (
 func BenchmarkManyPBXsInstances(b *testing.B) {
 	const pbxs, users = 200, 500
 	const latency = 20 * time.Millisecond
-	for _, run := range []struct{ workers, instances int }{{2, 1}, {2, 2}, {4, 1}, {4, 2}} {
+	for _, run := range []struct{ workers, instances int }{{1, 1}, {1, 2}, {2, 1}, {2, 2}, {4, 1}, {4, 2}} {
 		workers, instances := run.workers, run.instances
 		b.Run(fmt.Sprintf("pbxs=%d/users=%d/latency=%s/workers=%d/instances=%d", pbxs, users, latency, workers, instances), func(b *testing.B) {
 			simURL := startSim(b, users, latency)
