@@ -24,30 +24,20 @@ func decodeUserPage(b []byte, w *wirePage[leanUser]) bool {
 		return false
 	}
 	seen := false
-	for first := true; ; first = false {
-		key, more, ok := s.next(first)
-		if !ok {
-			return false
-		}
-		if !more {
-			return s.end()
-		}
+	return s.members(func(key []byte) bool {
 		switch string(key) {
 		case "@odata.nextLink":
-			ok = s.optStr(&w.NextLink)
+			return s.optStr(&w.NextLink)
 		case "@odata.deltaLink":
-			ok = s.optStr(&w.DeltaLink)
+			return s.optStr(&w.DeltaLink)
 		case "value":
 			// A repeated "value" merges into the first in encoding/json.
-			ok = !seen && s.users(w)
+			ok := !seen && s.users(w)
 			seen = true
-		default:
-			ok = !foldsTo(string(key), "value", "@odata.nextLink", "@odata.deltaLink", "@odata.count") && s.skip(0)
+			return ok
 		}
-		if !ok {
-			return false
-		}
-	}
+		return !foldsTo(string(key), "value", "@odata.nextLink", "@odata.deltaLink", "@odata.count") && s.skip(0)
+	}) && s.end()
 }
 
 // userKeys are the JSON names of User's fields.
@@ -98,21 +88,7 @@ func (s *scan) users(w *wirePage[leanUser]) bool {
 // user decodes one user object.
 func (s *scan) user(u *leanUser) bool {
 	s.ws()
-	if !s.eat('{') {
-		return false
-	}
-	for first := true; ; first = false {
-		key, more, ok := s.next(first)
-		if !ok {
-			return false
-		}
-		if !more {
-			return true
-		}
-		if !s.userField(u, key) {
-			return false
-		}
-	}
+	return s.eat('{') && s.members(func(key []byte) bool { return s.userField(u, key) })
 }
 
 func (s *scan) userField(u *leanUser, key []byte) bool {
@@ -170,26 +146,12 @@ func (s *scan) userField(u *leanUser, key []byte) bool {
 			u.OnPremisesExtensionAttributes = &OnPremisesExtensionAttributes{}
 		}
 		a := u.OnPremisesExtensionAttributes
-		if !s.eat('{') {
-			return false
-		}
-		for first := true; ; first = false {
-			k, more, ok := s.next(first)
-			if !ok {
-				return false
-			}
-			if !more {
-				return true
-			}
+		return s.eat('{') && s.members(func(k []byte) bool {
 			if f := a.field(k); f != nil {
-				ok = s.optStr(f)
-			} else {
-				ok = !foldsTo(string(k), extAttrNames[1:]...) && s.skip(1)
+				return s.optStr(f)
 			}
-			if !ok {
-				return false
-			}
-		}
+			return !foldsTo(string(k), extAttrNames[1:]...) && s.skip(1)
+		})
 	case "@removed":
 		s.ws()
 		if s.lit("null") {
@@ -199,26 +161,13 @@ func (s *scan) userField(u *leanUser, key []byte) bool {
 		if u.Removed == nil {
 			u.Removed = &Removed{}
 		}
-		if !s.eat('{') {
-			return false
-		}
-		for first := true; ; first = false {
-			k, more, ok := s.next(first)
-			if !ok {
-				return false
-			}
-			if !more {
-				return true
-			}
+		r := u.Removed
+		return s.eat('{') && s.members(func(k []byte) bool {
 			if string(k) == "reason" {
-				ok = s.optStr(&u.Removed.Reason)
-			} else {
-				ok = !strings.EqualFold(string(k), "reason") && s.skip(1)
+				return s.optStr(&r.Reason)
 			}
-			if !ok {
-				return false
-			}
-		}
+			return !strings.EqualFold(string(k), "reason") && s.skip(1)
+		})
 	}
 	if foldsTo(string(key), userKeys...) {
 		return false
@@ -418,23 +367,26 @@ func (s *scan) strings(dst *[]string) bool {
 	}
 }
 
-// next moves to the object's next member: it reads the separator (or the
-// closing brace: more is false) and the key up to the colon, leaving the
-// reader at the value. The key is a slice of the body unless it had escapes.
-func (s *scan) next(first bool) (key []byte, more, ok bool) {
+// members reads an object's members after its '{' up to and including its
+// '}', calling value for each key with the reader at the value. The key is a
+// slice of the body unless it had escapes; value must not keep it.
+func (s *scan) members(value func(key []byte) bool) bool {
 	s.ws()
 	if s.eat('}') {
-		return nil, false, true
+		return true
 	}
-	if !first && !s.eat(',') {
-		return nil, false, false
+	for {
+		s.ws()
+		key, ok := s.rawStr()
+		if !ok || !s.colon() || !value(key) {
+			return false
+		}
+		s.ws()
+		if s.eat(',') {
+			continue
+		}
+		return s.eat('}')
 	}
-	s.ws()
-	key, ok = s.rawStr()
-	if !ok || !s.colon() {
-		return nil, false, false
-	}
-	return key, true, true
 }
 
 // skip reads and checks any JSON value.
@@ -452,18 +404,7 @@ func (s *scan) skip(depth int) bool {
 		return ok
 	case c == '{':
 		s.i++
-		for first := true; ; first = false {
-			_, more, ok := s.next(first)
-			if !ok {
-				return false
-			}
-			if !more {
-				return true
-			}
-			if !s.skip(depth + 1) {
-				return false
-			}
-		}
+		return s.members(func([]byte) bool { return s.skip(depth + 1) })
 	case c == '[':
 		s.i++
 		s.ws()
