@@ -191,6 +191,12 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
 	}
+	if pbx, f := store.FenceFrom(ctx); f != nil {
+		if err := s.checkFence(ctx, tx, pbx, f); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return s.mapErr(err)
@@ -212,6 +218,12 @@ func (s *Store) txConn(ctx context.Context, fn func(conn *sql.Conn, tx *sql.Tx) 
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin: %w", err)
+	}
+	if pbx, f := store.FenceFrom(ctx); f != nil {
+		if err := s.checkFence(ctx, tx, pbx, f); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
 	}
 	if err := fn(conn, tx); err != nil {
 		_ = tx.Rollback()

@@ -77,6 +77,28 @@ type Fence struct {
 	Check func(value []byte) error
 }
 
+type fenceKey struct{}
+
+type ctxFence struct {
+	pbx string
+	f   *Fence
+}
+
+// WithFence returns a context under which every write transaction of the
+// store checks f (a setting of pbx) first, as ExtensionChanges.Fence does
+// for one bulk write: a write whose fence fails is rolled back and returns
+// Check's error. The sync engine fences a run's group writes with its lease
+// this way, so that an instance paused past its lease cannot change groups.
+func WithFence(ctx context.Context, pbx string, f *Fence) context.Context {
+	return context.WithValue(ctx, fenceKey{}, ctxFence{pbx: pbx, f: f})
+}
+
+// FenceFrom returns the fence ctx carries and its PBX (nil when none).
+func FenceFrom(ctx context.Context) (string, *Fence) {
+	cf, _ := ctx.Value(fenceKey{}).(ctxFence)
+	return cf.pbx, cf.f
+}
+
 // ContactOwner names whose contacts a bulk replace touches.
 type ContactOwner struct {
 	PhonebookID string

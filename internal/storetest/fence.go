@@ -244,3 +244,36 @@ func testApplySettings(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// Under store.WithFence every write transaction checks the fence first:
+// group writes land while it passes and none does when it fails.
+func testContextFence(t *testing.T, s store.Store) {
+	pbx := newPBX(t, s, 0)
+	fctx := store.WithFence(t.Context(), pbx, leaseFence("mine", nil))
+	setLease(t, s, pbx, "mine")
+	g := &directory.Group{Name: "Sales"}
+	if err := s.CreateGroup(fctx, pbx, g); err != nil {
+		t.Fatalf("CreateGroup with a passing fence: %v", err)
+	}
+	setLease(t, s, pbx, "theirs")
+	if err := s.CreateGroup(fctx, pbx, &directory.Group{Name: "Support"}); !errors.Is(err, errFenced) {
+		t.Fatalf("CreateGroup with a failing fence: %v, want the fence's error", err)
+	}
+	if _, err := s.UpdateGroup(fctx, pbx, g.ID, func(g *directory.Group) error { g.Name = "Fenced"; return nil }); !errors.Is(err, errFenced) {
+		t.Fatalf("UpdateGroup with a failing fence: %v", err)
+	}
+	if err := s.DeleteGroup(fctx, pbx, g.ID, nil); !errors.Is(err, errFenced) {
+		t.Fatalf("DeleteGroup with a failing fence: %v", err)
+	}
+	gs, err := s.ListGroups(t.Context(), pbx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 1 || gs[0].Name != "Sales" {
+		t.Fatalf("groups after fenced-off writes: %+v, want only the unchanged Sales", gs)
+	}
+	// The context without the fence writes as usual.
+	if err := s.DeleteGroup(t.Context(), pbx, g.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ApplyExtensionsFence", testApplyFence},
 		{"FenceSerialisesWithUpdateSetting", testFenceSerialises},
 		{"UpdateSettingFenced", testUpdateSettingFenced},
+		{"ContextFence", testContextFence},
 		{"ApplyExtensionsSettings", testApplySettings},
 		{"ClosureErrorsAbort", testClosureErrorsAbort},
 		{"TenantIsolation", testTenantIsolation},

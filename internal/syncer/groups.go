@@ -437,23 +437,25 @@ func (e *Engine) syncGroups(ctx context.Context, pbx string, opt RunOptions, w *
 		w.note("stopped before changing any extension group: %s; confirm the run to apply it (user changes, if any, were applied)", guardText)
 		return nil
 	}
+	// Every group write checks the run's lease in its own transaction.
+	fctx := store.WithFence(ctx, pbx, e.leaseFence(w.ID))
 	for _, ch := range changes {
 		var err error
 		switch ch.kind {
 		case "delete":
-			err = e.Store.DeleteGroup(ctx, pbx, ch.g.ID, nil)
+			err = e.Store.DeleteGroup(fctx, pbx, ch.g.ID, nil)
 		case "release":
-			_, err = e.Store.UpdateGroup(ctx, pbx, ch.g.ID, func(g *directory.Group) error {
+			_, err = e.Store.UpdateGroup(fctx, pbx, ch.g.ID, func(g *directory.Group) error {
 				g.Source, g.EntraID = directory.SourceLocal, ""
 				return nil
 			})
 		case "update":
-			_, err = e.Store.UpdateGroup(ctx, pbx, ch.g.ID, func(g *directory.Group) error {
+			_, err = e.Store.UpdateGroup(fctx, pbx, ch.g.ID, func(g *directory.Group) error {
 				g.Name, g.Members = ch.g.Name, ch.g.Members
 				return nil
 			})
 		case "create":
-			err = e.Store.CreateGroup(ctx, pbx, ch.g)
+			err = e.Store.CreateGroup(fctx, pbx, ch.g)
 		}
 		if err != nil {
 			if !itemError(err) && !errors.Is(err, directory.ErrGroupLimit) {

@@ -166,3 +166,43 @@ func TestLeaseLostCancelsRun(t *testing.T) {
 		})
 	}
 }
+
+// takeOverOnGroup hands the PBX's lease to another instance just before the
+// run's first group write, as if this instance had been paused past its lease.
+type takeOverOnGroup struct {
+	store.Store
+	t    testing.TB
+	once sync.Once
+}
+
+func (s *takeOverOnGroup) CreateGroup(ctx context.Context, pbx string, g *directory.Group) error {
+	s.once.Do(func() { takeOver(s.t, s.Store, "other-instance") })
+	return s.Store.CreateGroup(ctx, pbx, g)
+}
+
+// Group writes are fenced like extension batches: once another instance
+// holds the lease, the run creates no group and ends lease_lost.
+func TestLeaseTakenOverMidGroupsIsFenced(t *testing.T) {
+	backends(t, func(t *testing.T, db func(testing.TB) string) {
+		b := newBundle(t, opts{users: 1, db: db(t)})
+		u := b.people("gf", 3, nil)
+		g1 := b.group("Sales", u[0])
+		g2 := b.group("Support", u[1], u[2])
+		b.save(defaults())
+		b.eng.Store = &takeOverOnGroup{Store: b.eng.Store, t: t}
+		gs := syncer.DefaultGroupSettings()
+		gs.Enabled, gs.Range, gs.GroupIDs = true, syncer.RangeGroups, []string{g1, g2}
+		b.saveGroups(gs)
+		runs, err := b.eng.ListRuns(t.Context(), directory.DefaultPBX)
+		if err != nil || len(runs) == 0 {
+			t.Fatalf("runs: %v, %v", runs, err)
+		}
+		r := must(b.eng.GetRun(t.Context(), directory.DefaultPBX, runs[0].ID))
+		if r.State != syncer.StateFailed || r.ErrorCode != "lease_lost" {
+			t.Fatalf("run: state %s, code %q, error %q; want failed, lease_lost", r.State, r.ErrorCode, r.Error)
+		}
+		if got := b.groups(); len(got) != 0 {
+			t.Fatalf("a fenced-off run created groups: %+v", got)
+		}
+	})
+}
