@@ -2,6 +2,8 @@ package schedule
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,12 +125,16 @@ type Service struct {
 	maintaining map[string]bool
 	waiting     map[string]bool
 	subMu       map[string]*sync.Mutex
+	instance    string // this process in subscription leases
 	kick        chan struct{}
 	regLoaded   time.Time // loop goroutine only
 }
 
 func (s *Service) init() {
 	s.initOnce.Do(func() {
+		var id [8]byte
+		_, _ = rand.Read(id[:])
+		s.instance = hex.EncodeToString(id[:])
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}

@@ -2,6 +2,8 @@ package schedule
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/switchboard-pbx/switchboard/internal/directory"
 	"github.com/switchboard-pbx/switchboard/internal/graph"
 	"github.com/switchboard-pbx/switchboard/internal/sim"
+	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 // End-to-end over real HTTP: the simulated tenant creates subscriptions
@@ -228,4 +231,34 @@ func TestSimUnreachableURLPolls(t *testing.T) {
 	}
 	_, why := e.svc.Mode(t.Context(), "a")
 	t.Logf("polling because: %s", why)
+}
+
+// While another instance holds a PBX's subscription lease this one creates
+// no subscription (both would, finding none); once that lease has expired
+// (its holder stopped), this one takes over, and it releases the lease after.
+func TestSubscriptionLeaseOneInstance(t *testing.T) {
+	held, _ := json.Marshal(subsLease{Owner: "other-instance", Expires: time.Now().Add(time.Hour)})
+	e := newSimEnv(t, webURL, func(s *Service) {
+		if err := s.Store.UpdateSetting(t.Context(), "a", subsLeaseKey, func([]byte) ([]byte, error) { return held, nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := e.svc.EnsureSubscriptions(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.tenant.Subscriptions()); n != 0 {
+		t.Fatalf("%d subscriptions created while another instance held the lease", n)
+	}
+	e.clk.advance(2 * time.Hour)
+	if err := e.svc.EnsureSubscriptions(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitNotifications(t)
+	if n := len(e.tenant.Subscriptions()); n != 2 {
+		t.Fatalf("%d subscriptions after the lease expired, want 2", n)
+	}
+	eventually(t, "the lease released", func() bool {
+		_, err := e.svc.Store.GetSetting(t.Context(), "a", subsLeaseKey)
+		return errors.Is(err, store.ErrNotFound)
+	})
 }

@@ -113,6 +113,51 @@ func (s *Service) loadRegistry(ctx context.Context) error {
 }
 
 // lockPBX serializes subscription changes of one PBX.
+// subsLeaseKey keeps one instance at a time creating or renewing a PBX's
+// subscriptions: instances sharing one database would otherwise both find
+// none and both create one. The in-process lock (lockPBX) orders this
+// process's own callers.
+const subsLeaseKey = "schedule.subs.lease"
+
+// subsLeaseTTL bounds how long a stopped instance's lease blocks the others.
+const subsLeaseTTL = 2 * time.Minute
+
+// errSubsBusy: another instance holds the PBX's subscription lease.
+var errSubsBusy = errors.New("another instance is maintaining this PBX's subscriptions")
+
+type subsLease struct {
+	Owner   string    `json:"owner"`
+	Expires time.Time `json:"expires"`
+}
+
+// takeSubsLease takes the PBX's subscription lease for this instance, or
+// returns errSubsBusy while another instance holds it.
+func (s *Service) takeSubsLease(ctx context.Context, pbx string) (release func(), err error) {
+	now := s.now()
+	err = s.Store.UpdateSetting(ctx, pbx, subsLeaseKey, func(old []byte) ([]byte, error) {
+		var l subsLease
+		if old != nil && json.Unmarshal(old, &l) == nil && l.Owner != s.instance && now.Before(l.Expires) {
+			return nil, errSubsBusy
+		}
+		return json.Marshal(subsLease{Owner: s.instance, Expires: now.Add(subsLeaseTTL)})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		err := s.Store.UpdateSetting(context.WithoutCancel(ctx), pbx, subsLeaseKey, func(old []byte) ([]byte, error) {
+			var l subsLease
+			if old != nil && json.Unmarshal(old, &l) == nil && l.Owner != s.instance {
+				return old, nil
+			}
+			return nil, nil
+		})
+		if err != nil {
+			s.Logger.WarnContext(ctx, "schedule: releasing the subscription lease", "pbx", pbx, "err", err)
+		}
+	}, nil
+}
+
 func (s *Service) lockPBX(pbx string) func() {
 	s.mu.Lock()
 	if s.subMu == nil {
@@ -186,6 +231,13 @@ func (s *Service) EnsureSubscriptions(ctx context.Context, pbx string) error {
 		return nil
 	}
 	defer s.lockPBX(pbx)()
+	release, err := s.takeSubsLease(ctx, pbx)
+	if errors.Is(err, errSubsBusy) {
+		return nil // another instance is at it; its result is in the store
+	} else if err != nil {
+		return err
+	}
+	defer release()
 	st, err := s.loadSubs(ctx, pbx)
 	if err != nil {
 		return err
@@ -340,6 +392,12 @@ func (s *Service) Check(ctx context.Context, pbx, subscriptionID string) error {
 // event; one that no longer exists is created again.
 func (s *Service) renewOne(ctx context.Context, pbx, id string) error {
 	unlock := s.lockPBX(pbx)
+	release, err := s.takeSubsLease(ctx, pbx)
+	if err != nil {
+		unlock()
+		return err // busy: the job is retried, by then the other instance is done
+	}
+	defer release()
 	st, err := s.loadSubs(ctx, pbx)
 	if err != nil {
 		unlock()
