@@ -63,9 +63,10 @@ type Service struct {
 	// two requests of 10 mailboxes in one $batch.
 	DisableBatch bool
 
-	mu      sync.Mutex
-	running map[string]bool
-	boxes   map[string]chan struct{}
+	mu       sync.Mutex
+	running  map[string]bool
+	boxes    map[string]chan struct{}
+	instance string // this process in contacts-sync leases (lease.go)
 }
 
 func (s *Service) now() time.Time {
@@ -256,9 +257,15 @@ func (s *Service) Run(ctx context.Context, pbx string) (*Report, error) {
 		delete(s.running, pbx)
 		s.mu.Unlock()
 	}()
+	// One run per PBX across instances too (ErrRunning while another holds it).
+	release, err := s.takeLease(ctx, pbx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 
 	rep := &Report{State: "running", StartedAt: s.now(), Skipped: []Skip{}, Phonebooks: []PhonebookRef{}}
-	err := s.run(ctx, pbx, rep)
+	err = s.run(ctx, pbx, rep)
 	fin := s.now()
 	rep.FinishedAt = &fin
 	switch {

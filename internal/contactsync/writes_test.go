@@ -35,7 +35,9 @@ func (w *writeCounter) reset() {
 
 func (w *writeCounter) UpdateSetting(ctx context.Context, pbx, key string, fn func([]byte) ([]byte, error)) error {
 	w.mu.Lock()
-	w.settings[key]++
+	if key != contactsync.LeaseKey { // the run's lease (take, release) is coordination, not synced data
+		w.settings[key]++
+	}
 	w.mu.Unlock()
 	return w.Store.UpdateSetting(ctx, pbx, key, fn)
 }
