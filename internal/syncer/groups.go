@@ -218,9 +218,10 @@ func (e *Engine) PauseGroups(ctx context.Context, pbx, actor string, deleteGroup
 		if err != nil {
 			return err
 		}
+		fctx := store.WithFence(ctx, pbx, e.leaseFence(w.ID)) // deletes land only while this run holds the lease
 		for _, g := range groups {
 			if g.Synced() {
-				if err := e.Store.DeleteGroup(ctx, pbx, g.ID, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
+				if err := e.Store.DeleteGroup(fctx, pbx, g.ID, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
 					return err
 				}
 				w.GroupsDeleted++

@@ -206,3 +206,38 @@ func TestLeaseTakenOverMidGroupsIsFenced(t *testing.T) {
 		}
 	})
 }
+
+// takeOverOnGroupDelete hands the lease away before the first group delete.
+type takeOverOnGroupDelete struct {
+	store.Store
+	t    testing.TB
+	once sync.Once
+}
+
+func (s *takeOverOnGroupDelete) DeleteGroup(ctx context.Context, pbx, id string, check func(*directory.Group) error) error {
+	s.once.Do(func() { takeOver(s.t, s.Store, "other-instance") })
+	return s.Store.DeleteGroup(ctx, pbx, id, check)
+}
+
+// Pausing group sync with deletion deletes nothing once the lease is lost.
+func TestLeaseTakenOverDuringGroupPauseIsFenced(t *testing.T) {
+	backends(t, func(t *testing.T, db func(testing.TB) string) {
+		b := newBundle(t, opts{users: 1, db: db(t)})
+		u := b.people("gp", 2, nil)
+		g1 := b.group("Sales", u[0])
+		b.save(defaults())
+		gs := syncer.DefaultGroupSettings()
+		gs.Enabled, gs.Range, gs.GroupIDs = true, syncer.RangeGroups, []string{g1}
+		b.saveGroups(gs)
+		if n := len(b.groups()); n != 1 {
+			t.Fatalf("%d groups after the group sync, want 1", n)
+		}
+		b.eng.Store = &takeOverOnGroupDelete{Store: b.eng.Store, t: t}
+		if _, err := b.eng.PauseGroups(t.Context(), directory.DefaultPBX, "test", true); err == nil || !strings.Contains(err.Error(), "lost its lease") {
+			t.Fatalf("PauseGroups after losing the lease: %v, want the lease error", err)
+		}
+		if n := len(b.groups()); n != 1 {
+			t.Fatalf("%d groups after a fenced-off pause, want the 1 kept", n)
+		}
+	})
+}
