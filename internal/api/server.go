@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/switchboard-pbx/switchboard/internal/httpx"
 	"io"
 	"log/slog"
 	"net/http"
@@ -155,38 +156,10 @@ func (s *Server) coreRoutes() []route {
 
 // ---- middleware ----
 
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Flush lets streaming handlers (SSE) flush through the wrapper.
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 func (s *Server) instrument(pattern string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpx.StatusWriter{ResponseWriter: w}
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
@@ -194,11 +167,11 @@ func (s *Server) instrument(pattern string, h http.Handler) http.Handler {
 		defer func() {
 			if p := recover(); p != nil {
 				s.Logger.ErrorContext(r.Context(), "panic in handler", "route", pattern, "panic", fmt.Sprint(p))
-				if sw.code == 0 {
+				if sw.Code == 0 {
 					writeErr(sw, http.StatusInternalServerError, "internal", "internal error", "")
 				}
 			}
-			code := sw.code
+			code := sw.Code
 			if code == 0 {
 				code = http.StatusOK
 			}

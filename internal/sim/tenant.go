@@ -1,14 +1,13 @@
 package sim
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/switchboard-pbx/switchboard/internal/httpx"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -373,42 +372,12 @@ func (t *Tenant) wrap(pattern string, p perm, h http.HandlerFunc) http.Handler {
 			return
 		}
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &httpx.StatusWriter{ResponseWriter: w}
 		inner.ServeHTTP(sw, r)
 		t.log.LogAttrs(r.Context(), slog.LevelDebug, "sim: graph request", slog.String("route", pattern),
-			slog.String("path", r.URL.Path), slog.Int("status", sw.status), slog.Duration("took", time.Since(start)),
+			slog.String("path", r.URL.Path), slog.Int("status", sw.Code), slog.Duration("took", time.Since(start)),
 			slog.Bool("batched", isInner(r)), slog.String("request_id", w.Header().Get("request-id")))
 	})
-}
-
-// statusWriter records the status code; it keeps Hijack available for dropped connections.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := s.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("sim: connection cannot be hijacked")
-	}
-	return hj.Hijack()
 }
 
 // guard applies stats, faults, authentication, authorisation and limits around h.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/switchboard-pbx/switchboard/internal/httpx"
 	"io"
 	"log/slog"
 	"net/http"
@@ -73,27 +74,27 @@ func (s *Service) Handler() http.Handler {
 				r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 			}
 			r = r.WithContext(context.WithValue(r.Context(), copKey{}, cop))
-			sw := &statusWriter{ResponseWriter: w}
+			sw := &httpx.StatusWriter{ResponseWriter: w}
 			start := time.Now()
 			defer func() {
 				if p := recover(); p != nil {
 					s.Logger.ErrorContext(r.Context(), "panic in client handler", "path", r.URL.Path, "panic", fmt.Sprint(p))
-					if sw.code == 0 {
+					if sw.Code == 0 {
 						writeErr(sw, http.StatusInternalServerError, "internal", "internal error", "")
 					}
 				}
 				_, route := mux.Handler(r)
-				if sw.code == 0 {
-					sw.code = http.StatusOK
+				if sw.Code == 0 {
+					sw.Code = http.StatusOK
 				}
 				if s.requests != nil {
-					s.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+					s.requests.WithLabelValues(route, strconv.Itoa(sw.Code)).Inc()
 				}
 				lvl := slog.LevelDebug
-				if sw.code >= 500 {
+				if sw.Code >= 500 {
 					lvl = slog.LevelError
 				}
-				s.Logger.Log(r.Context(), lvl, "http", "method", r.Method, "path", r.URL.Path, "route", route, "status", sw.code, "duration", time.Since(start))
+				s.Logger.Log(r.Context(), lvl, "http", "method", r.Method, "path", r.URL.Path, "route", route, "status", sw.Code, "duration", time.Since(start))
 			}()
 			mux.ServeHTTP(sw, r)
 		})
@@ -102,28 +103,6 @@ func (s *Service) Handler() http.Handler {
 }
 
 type copKey struct{}
-
-// statusWriter remembers the status a handler wrote.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // crossOrigin refuses a cookie-authenticated unsafe request from another origin.
 func crossOrigin(r *http.Request) error {
