@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -196,12 +198,25 @@ func (t *callTracker) apply(ev rawEvent, at time.Time) []CallEvent {
 	return out
 }
 
+// forget drops every call and returns an idle event for each extension that
+// was ringing or busy (sorted by extension).
+func (t *callTracker) forget(at time.Time) []CallEvent {
+	var out []CallEvent
+	for _, x := range slices.Sorted(maps.Keys(t.ext)) {
+		if t.ext[x].state != CallIdle {
+			out = append(out, CallEvent{Extension: x, State: CallIdle, At: at})
+		}
+	}
+	t.ext, t.calls = map[string]*extCalls{}, map[string][2]string{}
+	return out
+}
+
 // ListenCallEvents connects to Kamailio's evapi socket at addr (HOST:PORT), and calls fn
 // for each call-state change until ctx ends; fn runs on the reading goroutine. A lost
 // connection is retried with exponential backoff (200 ms to 10 s). Events Kamailio emits
-// while no client is connected are lost, and calls live across a reconnect are forgotten;
-// the consumer should treat a reconnect as a reason to resync. It returns nil when ctx
-// ends.
+// while no client is connected are lost, so when the connection drops every extension
+// with a call in progress is reported idle (a call that outlives the reconnect shows
+// again with its next event). It returns nil when ctx ends.
 func ListenCallEvents(ctx context.Context, addr string, logger *slog.Logger, fn func(CallEvent)) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("%w: evapi address %q: %w", ErrInvalid, addr, err)
@@ -247,6 +262,14 @@ func readEvents(ctx context.Context, conn net.Conn, logger *slog.Logger, fn func
 	for {
 		frame, err := readFrame(r)
 		if err != nil {
+			if ctx.Err() == nil {
+				// The events that would end the calls in progress may be
+				// lost while no client is connected: report those
+				// extensions idle now rather than busy for good.
+				for _, ce := range t.forget(time.Now()) {
+					fn(ce)
+				}
+			}
 			return err
 		}
 		var ev rawEvent

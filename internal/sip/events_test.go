@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -207,5 +208,47 @@ func TestListenCallEventsBadAddr(t *testing.T) {
 	t.Parallel()
 	if err := ListenCallEvents(t.Context(), "nope", nil, func(CallEvent) {}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("got %v, want ErrInvalid", err)
+	}
+}
+
+// A connection that drops while calls are in progress reports those
+// extensions idle: the events that would end them may be lost.
+func TestListenCallEventsDropClearsCalls(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	frame := func(js string) string { return fmt.Sprintf("%d:%s,", len(js), js) }
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Write([]byte(frame(`{"event":"call-new","ext":"1001","from":"1002","callid":"c1"}`) +
+			frame(`{"event":"answered","ext":"1001","from":"1002","callid":"c1"}`) +
+			frame(`{"event":"ringing","ext":"1003","from":"1004","callid":"c2"}`)))
+		c.Close() // dropped before the calls end; later connections are refused
+		ln.Close()
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	events := make(chan CallEvent, 100)
+	go func() {
+		_ = ListenCallEvents(ctx, ln.Addr().String(), testLogger(t), func(e CallEvent) { events <- e })
+	}()
+	var got []string
+	for len(got) < 6 {
+		select {
+		case e := <-events:
+			got = append(got, e.Extension+" "+e.State)
+		case <-ctx.Done():
+			t.Fatalf("timed out after %q", got)
+		}
+	}
+	want := []string{"1002 busy", "1001 busy", "1003 ringing", "1001 idle", "1002 idle", "1003 idle"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
