@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-pbx/switchboard/internal/directory"
+	"github.com/switchboard-pbx/switchboard/internal/mail/mailtest"
 	"github.com/switchboard-pbx/switchboard/internal/syncer"
 )
 
@@ -33,6 +34,22 @@ func TestFiftyPBXsTwoInstancesKillOne(t *testing.T) {
 		ids[i] = fmt.Sprintf("pbx-%02d", i)
 	}
 	ctl := newControl(t, db, ids)
+	// Welcome emails on, each PBX sending from its own address to one SMTP
+	// server: no user may get two from one PBX, kill or not.
+	smtpSrv := mailtest.Start(t)
+	empty := ""
+	for _, id := range ids {
+		if _, err := ctl.eng.SaveSMTP(t.Context(), id, "test", syncer.SMTPInput{Host: smtpSrv.Host, Port: smtpSrv.Port,
+			From: id + "@pbx.test", TLS: "none", Password: &empty}); err != nil {
+			t.Fatal(err)
+		}
+		s := syncer.DefaultUserSettings()
+		s.Enabled, s.WelcomeEmail = true, true
+		if _, _, err := ctl.eng.SaveUserSettings(t.Context(), id, "test", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctl.eng.Wait()
 	env := func(id string) childEnv {
 		return childEnv{ID: id, DB: db, SimURL: simURL, MaxWorkers: 4,
 			ApplyBatch: 10, LeaseTTL: leaseTTL, // 4 apply transactions per run: a kill can land between them
@@ -154,5 +171,32 @@ func TestFiftyPBXsTwoInstancesKillOne(t *testing.T) {
 			t.Errorf("%s: %d extensions, want %d (one per user of its tenant)", id, n, perPBX)
 		}
 	}
+	// Welcome emails: never two to one user from one PBX; a killed run can
+	// lose at most the one chunk (20) it was sending, which it reports.
+	want := 0
+	for _, id := range ids {
+		_ = ctl.st.ListAllExtensions(t.Context(), id, func(e *directory.Extension) error {
+			if e.Email != "" {
+				want++
+			}
+			return nil
+		})
+	}
+	msgs := smtpSrv.Messages() // a successful run sent its emails before it was recorded
+	seen := map[string]int{}
+	for _, m := range msgs {
+		for _, to := range m.To {
+			seen[m.From+" -> "+to]++
+		}
+	}
+	for k, n := range seen {
+		if n > 1 {
+			t.Errorf("welcome email %s sent %d times", k, n)
+		}
+	}
+	if len(seen) < want-20*orphans || len(seen) > want {
+		t.Errorf("%d welcome emails for %d new extensions with an address (%d orphaned runs may each lose one chunk of 20)", len(seen), want, orphans)
+	}
+	t.Logf("welcome emails: %d of %d, none twice", len(seen), want)
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
 }
