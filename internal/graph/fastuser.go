@@ -189,39 +189,11 @@ func (a *OnPremisesExtensionAttributes) field(k []byte) *string {
 	if !ok {
 		return nil
 	}
-	switch string(n) {
-	case "1":
-		return &a.ExtensionAttribute1
-	case "2":
-		return &a.ExtensionAttribute2
-	case "3":
-		return &a.ExtensionAttribute3
-	case "4":
-		return &a.ExtensionAttribute4
-	case "5":
-		return &a.ExtensionAttribute5
-	case "6":
-		return &a.ExtensionAttribute6
-	case "7":
-		return &a.ExtensionAttribute7
-	case "8":
-		return &a.ExtensionAttribute8
-	case "9":
-		return &a.ExtensionAttribute9
-	case "10":
-		return &a.ExtensionAttribute10
-	case "11":
-		return &a.ExtensionAttribute11
-	case "12":
-		return &a.ExtensionAttribute12
-	case "13":
-		return &a.ExtensionAttribute13
-	case "14":
-		return &a.ExtensionAttribute14
-	case "15":
-		return &a.ExtensionAttribute15
+	i, err := strconv.Atoi(string(n))
+	if err != nil || i < 1 || i > 15 || extAttrNames[i] != string(k) { // "07" is not "7"
+		return nil
 	}
-	return nil
+	return a.attr(i)
 }
 
 // scan is a strict JSON reader over one body.

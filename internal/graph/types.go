@@ -99,42 +99,50 @@ type OnPremisesExtensionAttributes struct {
 
 // Get returns extensionAttribute n (1-15).
 func (a *OnPremisesExtensionAttributes) Get(n int) string {
+	if p := a.attr(n); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// attr returns the field of extensionAttribute n (1-15), or nil.
+func (a *OnPremisesExtensionAttributes) attr(n int) *string {
 	if a == nil {
-		return ""
+		return nil
 	}
 	switch n {
 	case 1:
-		return a.ExtensionAttribute1
+		return &a.ExtensionAttribute1
 	case 2:
-		return a.ExtensionAttribute2
+		return &a.ExtensionAttribute2
 	case 3:
-		return a.ExtensionAttribute3
+		return &a.ExtensionAttribute3
 	case 4:
-		return a.ExtensionAttribute4
+		return &a.ExtensionAttribute4
 	case 5:
-		return a.ExtensionAttribute5
+		return &a.ExtensionAttribute5
 	case 6:
-		return a.ExtensionAttribute6
+		return &a.ExtensionAttribute6
 	case 7:
-		return a.ExtensionAttribute7
+		return &a.ExtensionAttribute7
 	case 8:
-		return a.ExtensionAttribute8
+		return &a.ExtensionAttribute8
 	case 9:
-		return a.ExtensionAttribute9
+		return &a.ExtensionAttribute9
 	case 10:
-		return a.ExtensionAttribute10
+		return &a.ExtensionAttribute10
 	case 11:
-		return a.ExtensionAttribute11
+		return &a.ExtensionAttribute11
 	case 12:
-		return a.ExtensionAttribute12
+		return &a.ExtensionAttribute12
 	case 13:
-		return a.ExtensionAttribute13
+		return &a.ExtensionAttribute13
 	case 14:
-		return a.ExtensionAttribute14
+		return &a.ExtensionAttribute14
 	case 15:
-		return a.ExtensionAttribute15
+		return &a.ExtensionAttribute15
 	}
-	return ""
+	return nil
 }
 
 // UserSelect is the $select the sync needs for users (delta and list).
