@@ -2,14 +2,14 @@ package contactsync
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"time"
+
+	"github.com/switchboard-pbx/switchboard/internal/store"
 )
 
 // LeaseKey is the per-PBX setting that keeps one contacts sync per PBX across
-// instances sharing one database: {owner, expires}, renewed while the run
+// instances sharing one database (a store.Lease), renewed while the run
 // lasts and removed at its end. A stopped instance's lease expires after
 // LeaseTTL.
 const LeaseKey = "contacts.lease"
@@ -17,19 +17,12 @@ const LeaseKey = "contacts.lease"
 // LeaseTTL is how long a contacts-sync lease lasts without renewal.
 const LeaseTTL = 2 * time.Minute
 
-type lease struct {
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
-}
-
 // owner names this process in leases.
 func (s *Service) owner() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.instance == "" {
-		var b [8]byte
-		_, _ = rand.Read(b[:])
-		s.instance = hex.EncodeToString(b[:])
+		s.instance = store.NewLeaseOwner()
 	}
 	return s.instance
 }
@@ -39,13 +32,12 @@ func (s *Service) owner() string {
 func (s *Service) takeLease(ctx context.Context, pbx string) (release func(), err error) {
 	me := s.owner()
 	put := func(ctx context.Context) error {
-		return s.Store.UpdateSetting(ctx, pbx, LeaseKey, func(old []byte) ([]byte, error) {
-			var l lease
-			if old != nil && json.Unmarshal(old, &l) == nil && l.Owner != me && s.now().Before(l.Expires) {
-				return nil, ErrRunning
-			}
-			return json.Marshal(lease{Owner: me, Expires: s.now().Add(LeaseTTL)})
-		})
+		now := s.now()
+		err := store.TakeLease(ctx, s.Store, pbx, LeaseKey, me, now, now.Add(LeaseTTL))
+		if errors.Is(err, store.ErrLeaseHeld) {
+			return ErrRunning
+		}
+		return err
 	}
 	if err := put(ctx); err != nil {
 		return nil, err
@@ -69,14 +61,7 @@ func (s *Service) takeLease(ctx context.Context, pbx string) (release func(), er
 	return func() {
 		close(stop)
 		<-done
-		err := s.Store.UpdateSetting(context.WithoutCancel(ctx), pbx, LeaseKey, func(old []byte) ([]byte, error) {
-			var l lease
-			if old != nil && json.Unmarshal(old, &l) == nil && l.Owner != me {
-				return old, nil
-			}
-			return nil, nil
-		})
-		if err != nil {
+		if err := store.ReleaseLease(context.WithoutCancel(ctx), s.Store, pbx, LeaseKey, me); err != nil {
 			s.log().WarnContext(ctx, "contacts: releasing the sync lease failed", "pbx", pbx, "err", err)
 		}
 	}, nil

@@ -2,8 +2,6 @@ package schedule
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,9 +130,7 @@ type Service struct {
 
 func (s *Service) init() {
 	s.initOnce.Do(func() {
-		var id [8]byte
-		_, _ = rand.Read(id[:])
-		s.instance = hex.EncodeToString(id[:])
+		s.instance = store.NewLeaseOwner()
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}

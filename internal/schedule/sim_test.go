@@ -237,7 +237,7 @@ func TestSimUnreachableURLPolls(t *testing.T) {
 // no subscription (both would, finding none); once that lease has expired
 // (its holder stopped), this one takes over, and it releases the lease after.
 func TestSubscriptionLeaseOneInstance(t *testing.T) {
-	held, _ := json.Marshal(subsLease{Owner: "other-instance", Expires: time.Now().Add(time.Hour)})
+	held, _ := json.Marshal(store.Lease{Owner: "other-instance", Expires: time.Now().Add(time.Hour)})
 	e := newSimEnv(t, webURL, func(s *Service) {
 		if err := s.Store.UpdateSetting(t.Context(), "a", subsLeaseKey, func([]byte) ([]byte, error) { return held, nil }); err != nil {
 			t.Fatal(err)

@@ -122,37 +122,15 @@ const subsLeaseKey = "schedule.subs.lease"
 // subsLeaseTTL bounds how long a stopped instance's lease blocks the others.
 const subsLeaseTTL = 2 * time.Minute
 
-// errSubsBusy: another instance holds the PBX's subscription lease.
-var errSubsBusy = errors.New("another instance is maintaining this PBX's subscriptions")
-
-type subsLease struct {
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
-}
-
 // takeSubsLease takes the PBX's subscription lease for this instance, or
-// returns errSubsBusy while another instance holds it.
+// returns store.ErrLeaseHeld while another instance holds it.
 func (s *Service) takeSubsLease(ctx context.Context, pbx string) (release func(), err error) {
 	now := s.now()
-	err = s.Store.UpdateSetting(ctx, pbx, subsLeaseKey, func(old []byte) ([]byte, error) {
-		var l subsLease
-		if old != nil && json.Unmarshal(old, &l) == nil && l.Owner != s.instance && now.Before(l.Expires) {
-			return nil, errSubsBusy
-		}
-		return json.Marshal(subsLease{Owner: s.instance, Expires: now.Add(subsLeaseTTL)})
-	})
-	if err != nil {
+	if err := store.TakeLease(ctx, s.Store, pbx, subsLeaseKey, s.instance, now, now.Add(subsLeaseTTL)); err != nil {
 		return nil, err
 	}
 	return func() {
-		err := s.Store.UpdateSetting(context.WithoutCancel(ctx), pbx, subsLeaseKey, func(old []byte) ([]byte, error) {
-			var l subsLease
-			if old != nil && json.Unmarshal(old, &l) == nil && l.Owner != s.instance {
-				return old, nil
-			}
-			return nil, nil
-		})
-		if err != nil {
+		if err := store.ReleaseLease(context.WithoutCancel(ctx), s.Store, pbx, subsLeaseKey, s.instance); err != nil {
 			s.Logger.WarnContext(ctx, "schedule: releasing the subscription lease", "pbx", pbx, "err", err)
 		}
 	}, nil
@@ -232,7 +210,7 @@ func (s *Service) EnsureSubscriptions(ctx context.Context, pbx string) error {
 	}
 	defer s.lockPBX(pbx)()
 	release, err := s.takeSubsLease(ctx, pbx)
-	if errors.Is(err, errSubsBusy) {
+	if errors.Is(err, store.ErrLeaseHeld) {
 		return nil // another instance is at it; its result is in the store
 	} else if err != nil {
 		return err

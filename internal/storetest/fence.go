@@ -277,3 +277,36 @@ func testContextFence(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 }
+
+// store.TakeLease and ReleaseLease over the store's settings: one owner at a
+// time until the lease expires; only the owner releases it.
+func testLease(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	pbx := newPBX(t, s, 0)
+	now := time.Now()
+	if err := store.TakeLease(ctx, s, pbx, "l", "a", now, now.Add(time.Minute)); err != nil {
+		t.Fatalf("a takes a free lease: %v", err)
+	}
+	if err := store.TakeLease(ctx, s, pbx, "l", "b", now, now.Add(time.Minute)); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("b takes a's live lease: %v, want ErrLeaseHeld", err)
+	}
+	if err := store.TakeLease(ctx, s, pbx, "l", "a", now, now.Add(2*time.Minute)); err != nil {
+		t.Fatalf("a renews: %v", err)
+	}
+	later := now.Add(3 * time.Minute)
+	if err := store.TakeLease(ctx, s, pbx, "l", "b", later, later.Add(time.Minute)); err != nil {
+		t.Fatalf("b takes a's expired lease: %v", err)
+	}
+	if err := store.ReleaseLease(ctx, s, pbx, "l", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSetting(ctx, pbx, "l"); err != nil {
+		t.Fatalf("a's release removed b's lease: %v", err)
+	}
+	if err := store.ReleaseLease(ctx, s, pbx, "l", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSetting(ctx, pbx, "l"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after b's release: %v, want no lease", err)
+	}
+}

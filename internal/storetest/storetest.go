@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FenceSerialisesWithUpdateSetting", testFenceSerialises},
 		{"UpdateSettingFenced", testUpdateSettingFenced},
 		{"ContextFence", testContextFence},
+		{"Lease", testLease},
 		{"ApplyExtensionsSettings", testApplySettings},
 		{"ClosureErrorsAbort", testClosureErrorsAbort},
 		{"TenantIsolation", testTenantIsolation},
