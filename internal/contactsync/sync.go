@@ -185,6 +185,9 @@ type run struct {
 	states map[string]*folderState
 	// byOwner lists the state keys of each owner.
 	byOwner map[string][]string
+	// read holds the full states prefetchLink read for a $batch until
+	// syncOwner takes them, so that no state is read twice.
+	read map[string]*folderState
 	// keepAll: the shared mailboxes could not be listed; the phonebook of
 	// range all (owner keep) is left as it was.
 	keepAll bool
@@ -406,6 +409,19 @@ func (r *run) loadStates(ctx context.Context) error {
 	}
 	r.index()
 	return nil
+}
+
+// takeState returns the whole state of a key: the one prefetchLink read, or
+// the stored one.
+func (r *run) takeState(ctx context.Context, key string) (*folderState, error) {
+	r.mu.Lock()
+	st, ok := r.read[key]
+	delete(r.read, key)
+	r.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	return r.fullState(ctx, key)
 }
 
 // fullState reads the whole stored state of a key (nil when it is gone).
@@ -702,7 +718,7 @@ func (r *run) syncOwner(ctx context.Context, j job, pre map[string]*prefetch) er
 	byBox := map[string]map[string]*folderState{}
 	loaded := map[string]*folderState{}
 	for _, k := range r.byOwner[ok] {
-		st, err := r.fullState(ctx, k)
+		st, err := r.takeState(ctx, k)
 		if err != nil {
 			return err
 		}
@@ -1221,6 +1237,14 @@ func (r *run) prefetchLink(ctx context.Context, j job, mb string) (string, bool)
 	st, err := r.fullState(ctx, key)
 	if err != nil {
 		return "", false
+	}
+	if st != nil {
+		r.mu.Lock()
+		if r.read == nil {
+			r.read = map[string]*folderState{}
+		}
+		r.read[key] = st // syncOwner takes it instead of reading it again
+		r.mu.Unlock()
 	}
 	if st == nil || st.Owner != ownerKey(j.owner) || st.DeltaLink == "" {
 		return "", true
