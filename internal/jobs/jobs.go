@@ -42,10 +42,6 @@ import (
 // QueueSync is the River queue sync jobs run on.
 const QueueSync = "sync"
 
-// keyLease is syncer's per-PBX lease setting ({owner, run, expires}); the
-// worker reads it to snooze instead of waiting for another instance's run.
-const keyLease = "sync.lease"
-
 // Syncer runs one sync for a PBX (*syncer.Engine implements it).
 type Syncer interface {
 	Run(ctx context.Context, pbx string, opt syncer.RunOptions) (*syncer.Run, error)
@@ -553,7 +549,7 @@ func (w *syncWorker) Work(ctx context.Context, job *river.Job[SyncArgs]) error {
 		return river.JobSnooze(w.snooze())
 	}
 	defer release()
-	if held, err := leaseHeld(ctx, w.cfg.Store, a.PBX, time.Now()); err != nil {
+	if held, err := syncer.LeaseHeld(ctx, w.cfg.Store, a.PBX, time.Now()); err != nil {
 		return err
 	} else if held {
 		log.DebugContext(ctx, "jobs: another instance holds this PBX's sync lease; snoozing")
@@ -621,25 +617,6 @@ func jitter(d time.Duration) time.Duration {
 	}
 	j, _ := rand.Int(rand.Reader, big.NewInt(int64(d)+1))
 	return time.Duration(j.Int64())
-}
-
-// leaseHeld reports whether the PBX's sync lease is held and not expired.
-func leaseHeld(ctx context.Context, st store.Settings, pbx string, now time.Time) (bool, error) {
-	b, err := st.GetSetting(ctx, pbx, keyLease)
-	if errors.Is(err, store.ErrNotFound) || err == nil && len(b) == 0 {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("jobs: reading the sync lease: %w", err)
-	}
-	var l struct {
-		Owner   string    `json:"owner"`
-		Expires time.Time `json:"expires"`
-	}
-	if json.Unmarshal(b, &l) != nil || l.Owner == "" {
-		return false, nil
-	}
-	return now.Before(l.Expires), nil
 }
 
 // ReapArgs is the periodic "sync.reap" job (the leader inserts it every
@@ -735,7 +712,7 @@ func (r *Runner) reap(ctx context.Context, now time.Time) (int, error) {
 		if json.Unmarshal(j.EncodedArgs, &a) != nil || json.Unmarshal(j.Metadata, &meta) == nil && meta.CancelAttemptedAt != nil {
 			continue // already replaced; River's rescuer cancels it for good
 		}
-		held, err := leaseHeld(ctx, r.cfg.Store, a.PBX, now)
+		held, err := syncer.LeaseHeld(ctx, r.cfg.Store, a.PBX, now)
 		if err != nil {
 			return n, err
 		}

@@ -22,6 +22,24 @@ type lease struct {
 
 var errLeaseHeld = errors.New("another instance is running a sync for this PBX")
 
+// LeaseHeld reports whether a run holds the PBX's sync lease at now (another
+// instance's, or this one's): the job queue snoozes a job instead of waiting
+// for it, and its reaper tells a live run from an orphaned one.
+func LeaseHeld(ctx context.Context, st store.Settings, pbx string, now time.Time) (bool, error) {
+	b, err := st.GetSetting(ctx, pbx, keyLease)
+	if errors.Is(err, store.ErrNotFound) || err == nil && len(b) == 0 {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the sync lease: %w", err)
+	}
+	var l lease
+	if json.Unmarshal(b, &l) != nil || l.Owner == "" {
+		return false, nil
+	}
+	return now.Before(l.Expires), nil
+}
+
 func (e *Engine) leaseTTL() time.Duration {
 	if e.LeaseTTL > 0 {
 		return e.LeaseTTL
