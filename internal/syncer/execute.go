@@ -213,7 +213,7 @@ func (e *Engine) syncUsers(ctx context.Context, pbx string, opt RunOptions, fl *
 	e.progress(fl, func(r *Run) { r.Phase = "applying" })
 	// Welcome emails go into the outbox only when they can be sent: without
 	// SMTP the outbox rows would be written and dropped again in every batch.
-	_, whyNot := e.welcomeMail(ctx, pbx, s.WelcomeEmail)
+	mailCfg, whyNot := e.welcomeMail(ctx, pbx, s.WelcomeEmail)
 	if err := e.apply(ctx, pbx, fl, w, pl, whyNot == ""); err != nil {
 		return &stepError{code: "apply_failed", err: fmt.Errorf("applying the plan failed (committed steps stay; the next run completes the rest): %w", err)}
 	}
@@ -231,7 +231,7 @@ func (e *Engine) syncUsers(ctx context.Context, pbx string, opt RunOptions, fl *
 		w.note("welcome emails to %d users not sent: %s", w.Created, whyNot)
 	}
 	e.progress(fl, func(r *Run) { r.Phase = "mailing" })
-	e.drainWelcome(ctx, pbx, w, s.WelcomeEmail)
+	e.drainWelcome(ctx, pbx, w, mailCfg, whyNot)
 	return nil
 }
 

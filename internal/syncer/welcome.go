@@ -88,8 +88,9 @@ func (e *Engine) welcomeMail(ctx context.Context, pbx string, on bool) (mail.Con
 }
 
 // drainWelcome sends what the outbox holds (this run's chunks and any left
-// by runs that stopped before sending); on is the user settings' WelcomeEmail.
-func (e *Engine) drainWelcome(ctx context.Context, pbx string, w *Run, on bool) {
+// by runs that stopped before sending) with cfg, or drops it for reason
+// (welcomeMail's answers).
+func (e *Engine) drainWelcome(ctx context.Context, pbx string, w *Run, cfg mail.Config, reason string) {
 	all, err := e.Store.ListSettings(ctx, pbx, keyWelcomePrefix)
 	if err != nil {
 		w.note("welcome emails not sent now: reading the outbox failed (%v); the next run sends them", err)
@@ -102,7 +103,6 @@ func (e *Engine) drainWelcome(ctx context.Context, pbx string, w *Run, on bool) 
 	drop := func(k string) error {
 		return e.Store.UpdateSettingFenced(ctx, pbx, k, fence, func([]byte) ([]byte, error) { return nil, nil })
 	}
-	cfg, reason := e.welcomeMail(ctx, pbx, on)
 	name := ""
 	if p, err := e.Store.GetPBX(ctx, pbx); err == nil {
 		name = p.Name
